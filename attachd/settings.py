@@ -1,0 +1,188 @@
+"""All settings, read once from the environment at start-up.
+
+Every variable is listed in README.md's settings table. A missing or malformed value stops start-up
+with a message that names the variable, never the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attachd.errors import ConfigError
+
+_PREFIX = "ATTACHD_"
+
+
+def _int(value: str) -> int:
+    return int(value.replace("_", ""))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _size(value: str) -> int:
+    """Bytes, with an optional KiB/MiB/GiB suffix (5MiB, 2GiB) for readability."""
+    text = value.strip().replace("_", "")
+    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+    for suffix, factor in units.items():
+        if text.lower().endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def _prefix(value: str) -> str:
+    text = value.strip().rstrip("/")
+    if text and not text.startswith("/"):
+        raise ValueError("must start with '/'")
+    return text
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration. Field names map to ATTACHD_<NAME> (upper case)."""
+
+    # Where the local services and the embedded SQLite store keep data and logs.
+    var_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite file under var_dir, filled in by from_env
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "attachd"
+    s3_secret_key: str = "attachd-secret-key"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    bucket_staging: str = "attachd-staging"
+    bucket_attachments: str = "attachd-attachments"
+    bucket_quarantine: str = "attachd-quarantine"
+    # Staged objects older than this are removed by a MinIO lifecycle rule: the last backstop.
+    staging_expiry_days: int = 2
+    clamd_host: str = "127.0.0.1"
+    clamd_port: int = 3310
+    clamd_timeout: float = 60.0
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_workers: int = 2
+    api_threads: int = 8
+    url_prefix: str = ""
+    flower_port: int = 5555
+    flower_user: str = ""
+    flower_password: str = ""
+    max_upload_size: int = 5 * 1024 * 1024
+    max_parts: int = 16
+    max_part_header_size: int = 8 * 1024
+    max_filename_length: int = 255
+    allowed_types: tuple[str, ...] = (
+        "image/bmp",
+        "image/gif",
+        "image/jpeg",
+        "image/png",
+        "image/tiff",
+        "image/svg+xml",
+    )
+    # Bytes sent to MinIO per multipart part; also the most the API holds in memory per upload.
+    upload_part_size: int = 8 * 1024 * 1024
+    # A client that sends slowly cannot hold a server thread forever: the whole body must arrive
+    # within grace + size / min_rate seconds, and no read may wait longer than the idle timeout.
+    upload_grace_seconds: float = 30.0
+    upload_min_rate: int = 64 * 1024
+    upload_idle_timeout: float = 30.0
+    max_image_pixels: int = 40_000_000
+    max_svg_size: int = 5 * 1024 * 1024
+    # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
+    reconcile_after_seconds: int = 300
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        parsers: dict[str, Callable[[str], Any]] = {
+            "var_dir": Path,
+            "database_url": str,
+            "redis_url": str,
+            "s3_endpoint": str,
+            "s3_access_key": str,
+            "s3_secret_key": str,
+            "s3_secure": _bool,
+            "s3_region": str,
+            "bucket_staging": str,
+            "bucket_attachments": str,
+            "bucket_quarantine": str,
+            "staging_expiry_days": _int,
+            "clamd_host": str,
+            "clamd_port": _int,
+            "clamd_timeout": float,
+            "api_host": str,
+            "api_port": _int,
+            "api_workers": _int,
+            "api_threads": _int,
+            "url_prefix": _prefix,
+            "flower_port": _int,
+            "flower_user": str,
+            "flower_password": str,
+            "max_upload_size": _size,
+            "max_parts": _int,
+            "max_part_header_size": _size,
+            "max_filename_length": _int,
+            "allowed_types": _csv,
+            "upload_part_size": _size,
+            "upload_grace_seconds": float,
+            "upload_min_rate": _size,
+            "upload_idle_timeout": float,
+            "max_image_pixels": _int,
+            "max_svg_size": _size,
+            "reconcile_after_seconds": _int,
+            "log_level": str,
+        }
+        values: dict[str, Any] = {}
+        for name, parse in parsers.items():
+            var = _PREFIX + name.upper()
+            raw = env.get(var)
+            if raw is None:
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var}={raw!r} is not valid: {exc}") from None
+        settings = cls(**values)
+        if not settings.database_url:
+            db_path = (settings.var_dir / "attachd.db").resolve()
+            settings = cls(**{**values, "database_url": f"sqlite:///{db_path}"})
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        def need(ok: bool, var: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"{_PREFIX}{var}: {why}")
+
+        need(self.max_upload_size > 0, "MAX_UPLOAD_SIZE", "must be positive")
+        # S3 multipart parts must be 5 MiB..5 GiB.
+        need(
+            5 * 1024 * 1024 <= self.upload_part_size <= 5 * 1024**3,
+            "UPLOAD_PART_SIZE",
+            "must be between 5MiB and 5GiB (S3 multipart limits)",
+        )
+        need(self.max_parts >= 1, "MAX_PARTS", "must be at least 1")
+        need(bool(self.allowed_types), "ALLOWED_TYPES", "must list at least one type")
+        need(
+            self.database_url.split(":", 1)[0].split("+")[0] in {"sqlite", "postgresql"},
+            "DATABASE_URL",
+            "must be a sqlite:/// or postgresql+psycopg:// URL",
+        )
+        need(self.redis_url.startswith(("redis://", "rediss://")), "REDIS_URL", "must be redis://")
+        need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
+        need(self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}, "LOG_LEVEL",
+             "must be DEBUG, INFO, WARNING or ERROR")

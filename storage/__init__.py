@@ -1,0 +1,1 @@
+"""Durable state: objects in MinIO (storage.objects) and records in SQL (storage.records)."""

@@ -1,0 +1,287 @@
+"""Objects in MinIO: the staging, attachments and quarantine buckets behind a small interface.
+
+The minio SDK's errors stop here: S3Error and urllib3 failures become ObjectMissing or
+ServiceUnavailable, so callers never import the SDK.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import ENABLED, ComposeSource, CopySource, Filter, Tags
+from minio.error import MinioException, S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+from attachd.errors import ObjectMissing, ServiceUnavailable
+
+T = TypeVar("T")
+
+_MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchVersion"}
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str
+    content_type: str
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class Buckets:
+    staging: str
+    attachments: str
+    quarantine: str
+
+
+def staging_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}"
+
+
+def attachment_key(tenant: str, profile_id: str, attachment_id: str, upload_id: str) -> str:
+    return f"{tenant}/{profile_id}/{attachment_id}/{upload_id}"
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, S3Error) and exc.code in _MISSING_CODES:
+        return ObjectMissing(f"{exc.bucket_name}/{exc.object_name}: {exc.code}")
+    return ServiceUnavailable("minio", type(exc).__name__)
+
+
+_SDK_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
+
+
+@contextmanager
+def _sdk() -> Iterator[None]:
+    try:
+        yield
+    except _SDK_ERRORS as exc:
+        raise _translate(exc) from exc
+
+
+class ObjectStore:
+    def __init__(self, client: Minio, buckets: Buckets) -> None:
+        self.client = client
+        self.buckets = buckets
+
+    @classmethod
+    def connect(
+        cls,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        buckets: Buckets,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        timeout: float = 30.0,
+    ) -> ObjectStore:
+        # Few quick retries: an unreachable MinIO must become a 503 in seconds, not minutes.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3.0, read=timeout),
+            maxsize=32,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
+        )
+        return cls(client, buckets)
+
+    # --- setup and health ---------------------------------------------------------------------
+
+    def ensure_buckets(self, staging_expiry_days: int) -> None:
+        with _sdk():
+            for name in (self.buckets.staging, self.buckets.attachments, self.buckets.quarantine):
+                if not self.client.bucket_exists(name):
+                    try:
+                        self.client.make_bucket(name)
+                    except S3Error as exc:
+                        if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                            raise
+            # The last backstop against staging leaks: whatever the reconciler misses expires.
+            self.client.set_bucket_lifecycle(
+                self.buckets.staging,
+                LifecycleConfig(
+                    [
+                        Rule(
+                            ENABLED,
+                            rule_filter=Filter(prefix=""),
+                            rule_id="expire-staging",
+                            expiration=Expiration(days=staging_expiry_days),
+                        )
+                    ]
+                ),
+            )
+
+    def ping(self) -> None:
+        with _sdk():
+            self.client.bucket_exists(self.buckets.staging)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def put_stream(
+        self, bucket: str, key: str, reader: BinaryIO, content_type: str, part_size: int
+    ) -> str:
+        """Stream `reader` into bucket/key with a multipart upload of part_size parts.
+
+        Memory is bounded by a few parts whatever the size. If `reader` raises (size limit, the
+        client went away), the SDK aborts the multipart upload and the exception propagates
+        unchanged, so nothing is left in the bucket."""
+        with _sdk():
+            result = self.client.put_object(
+                bucket, key, reader, length=-1, part_size=part_size, content_type=content_type
+            )
+        return str(result.etag)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        with _sdk():
+            self.client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Server-side copy; no bytes pass through this process. Objects over 5 GiB are copied
+        part by part (compose_object)."""
+        obj_tags = None
+        if tags:
+            obj_tags = Tags.new_object_tags()
+            obj_tags.update(tags)
+        with _sdk():
+            size = self.client.stat_object(src_bucket, src_key).size or 0
+            if size <= 5 * 1024**3:
+                self.client.copy_object(
+                    dst_bucket, dst_key, CopySource(src_bucket, src_key), tags=obj_tags
+                )
+            else:
+                self.client.compose_object(
+                    dst_bucket, dst_key, [ComposeSource(src_bucket, src_key)], tags=obj_tags
+                )
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Idempotent: deleting a missing object is not an error."""
+        with _sdk():
+            self.client.remove_object(bucket, key)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        with _sdk():
+            st = self.client.stat_object(bucket, key)
+        return ObjectInfo(
+            size=st.size or 0,
+            etag=str(st.etag),
+            content_type=str(st.content_type),
+            last_modified=st.last_modified,
+        )
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.stat(bucket, key)
+        except ObjectMissing:
+            return False
+        return True
+
+    def iter_range(
+        self, bucket: str, key: str, offset: int = 0, length: int = 0, chunk_size: int = 256 * 1024
+    ) -> Iterator[bytes]:
+        """Yield the object's bytes (or a range of them) in chunks, releasing the connection at
+        the end or when the consumer stops early."""
+        with _sdk():
+            response = self.client.get_object(bucket, key, offset=offset, length=length)
+        try:
+            while True:
+                with _sdk():
+                    chunk = response.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+
+    def open_reader(self, bucket: str, key: str, size: int, buffer_size: int = 1024 * 1024) -> BinaryIO:
+        """A seekable, buffered file object over the object using ranged GETs: lets Pillow and
+        libmagic read a staged file without a local copy or holding it whole in memory."""
+        raw = _RangeReader(self, bucket, key, size)
+        return io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[return-value]
+
+    def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        with _sdk():
+            response = self.client.get_object(bucket, key, offset=offset, length=length)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, datetime | None]]:
+        with _sdk():
+            for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+                if obj.object_name is not None:
+                    yield obj.object_name, obj.last_modified
+
+    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        with _sdk():
+            tags = self.client.get_object_tags(bucket, key)
+        return dict(tags or {})
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run an SDK call with the same error translation (for the rare one-off)."""
+        with _sdk():
+            return fn(*args, **kwargs)
+
+
+class _RangeReader(io.RawIOBase):
+    def __init__(self, store: ObjectStore, bucket: str, key: str, size: int) -> None:
+        self._store = store
+        self._bucket = bucket
+        self._key = key
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        elif whence == io.SEEK_END:
+            self._pos = self._size + offset
+        self._pos = max(0, self._pos)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._store.read_range(self._bucket, self._key, self._pos, want)
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n

@@ -1,0 +1,125 @@
+"""Tables of the record store. Alembic migrations in storage/migrations create them; this module is
+what the code queries against. Timestamps are timezone-aware UTC."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Token ids are bearer secrets: only their sha256 is stored, so a leaked database or a timing
+# side channel on the index never reveals a usable token. `prefix` lets operators tell them apart.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("prefix", String(8), nullable=False),
+    Column("application", String(255), nullable=False),
+    Column("master", Boolean, nullable=False, default=False),
+    Column("tenant_permissions", JSON, nullable=False),
+    Column("expires_on", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("username", String(255), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("password_hash", String(255), nullable=True),
+    Column("verified", Boolean, nullable=False, default=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("roles", JSON, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("created_on", DateTime(timezone=True), nullable=False),
+    Column("last_modified", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", "username", name="uq_profiles_tenant_username"),
+)
+
+# One row per (profile, fileName): its id is the stable 24-hex id Crafter clients see.
+# current_upload_id points at the attached version that is served; NULL until one is attached.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("profile_id", String(24), ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False),
+    Column("file_name", String(1024), nullable=False),
+    Column("current_upload_id", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("profile_id", "file_name", name="uq_attachments_profile_name"),
+)
+
+# One row per accepted upload: the durable pipeline state machine. Every transition is a
+# compare-and-set on `state`, so a task delivered twice has its effect once.
+uploads = Table(
+    "uploads",
+    metadata,
+    # Monotonic order of uploads, so a late-finishing older upload never replaces a newer one.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column(
+        "attachment_id",
+        String(24),
+        ForeignKey("attachments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("original_name", String(1024), nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("declared_type", String(255), nullable=False),
+    Column("sniffed_type", String(255), nullable=True),
+    Column("detected_type", String(255), nullable=True),
+    Column("staging_key", String(1024), nullable=True),
+    Column("object_key", String(1024), nullable=True),
+    Column("quarantine_key", String(1024), nullable=True),
+    Column("signature", String(255), nullable=True),
+    Column("engine_version", String(255), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("scanned_at", DateTime(timezone=True), nullable=True),
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_uploads_state_updated", "state", "updated_at"),
+    Index("ix_uploads_attachment", "attachment_id"),
+)
+
+STAGED = "staged"
+SCANNING = "scanning"
+VERIFYING = "verifying"
+ATTACHED = "attached"
+INFECTED = "infected"
+REJECTED = "rejected"
+FAILED = "failed"
+# An attached version replaced by a newer one: kept as history, no longer served, object deleted.
+SUPERSEDED = "superseded"
+ACTIVE_STATES = (STAGED, SCANNING, VERIFYING)
+TERMINAL_STATES = (ATTACHED, INFECTED, REJECTED, FAILED, SUPERSEDED)
+STATES = ACTIVE_STATES + TERMINAL_STATES
