@@ -1,0 +1,135 @@
+"""The app factory: builds the services from settings and wires the routes.
+
+Tests build the same app through the same factory, with other settings or services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import falcon
+import falcon.media
+
+from api import errors
+from api.auth import Authorizer
+from api.resources import attachments, monitoring, profiles
+from api.uploads import UploadReceiver
+from attachd.clamd import ClamdClient
+from attachd.errors import ServiceUnavailable
+from attachd.settings import Settings
+from storage.objects import Buckets, ObjectStore
+from storage.records import RecordStore
+
+BASE = "/api/1"
+
+
+@dataclass
+class Services:
+    records: RecordStore
+    objects: ObjectStore
+    enqueue: Callable[[str], None]
+    checks: dict[str, Callable[[], None]]
+
+
+def build_services(settings: Settings) -> Services:
+    # Imported here so that only the API process that really enqueues pulls in Celery's app.
+    from kombu.exceptions import KombuError
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from workers.celery_app import ROUTES, SCAN, make_celery
+
+    records = RecordStore.from_url(settings.database_url)
+    objects = ObjectStore.connect(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        Buckets(settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    celery = make_celery(settings)
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)
+
+    def enqueue(upload_id: str) -> None:
+        try:
+            celery.send_task(SCAN, args=[upload_id], queue=ROUTES[SCAN])
+        except (KombuError, RedisError, OSError) as exc:
+            raise ServiceUnavailable("redis", str(exc)) from exc
+
+    def ping_redis() -> None:
+        try:
+            redis.ping()
+        except RedisError as exc:
+            raise ServiceUnavailable("redis", str(exc)) from exc
+
+    checks = {
+        "database": records.ping,
+        "redis": ping_redis,
+        "minio": objects.ping,
+        "clamd": clamd.ping,
+    }
+    return Services(records=records, objects=objects, enqueue=enqueue, checks=checks)
+
+
+class PathNormalizer:
+    """Lets Crafter's clients work unchanged: strips the optional URL prefix (Crafter is usually
+    deployed at /crafter-profile) and the `.json` suffix its Java client appends to every URL."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        path = req.path
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            path = path[len(self.prefix) :] or "/"
+        if path.endswith(".json") and path.startswith(BASE + "/profile"):
+            path = path[: -len(".json")]
+        req.path = path
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> falcon.App:
+    settings = settings or Settings.from_env()
+    services = services or build_services(settings)
+    authorizer = Authorizer(services.records)
+    receiver = UploadReceiver(
+        settings, services.records, services.objects, authorizer, services.enqueue
+    )
+
+    app = falcon.App(middleware=[PathNormalizer(settings.url_prefix)])
+    app.req_options.strip_url_path_trailing_slash = True
+    parse = falcon.media.multipart.MultipartParseOptions()
+    parse.max_body_part_count = settings.max_parts
+    parse.max_body_part_headers_size = settings.max_part_header_size
+    parse.max_body_part_buffer_size = 64 * 1024  # text fields only; the file part is streamed
+    app.req_options.media_handlers[falcon.MEDIA_MULTIPART] = falcon.media.MultipartFormHandler(
+        parse_options=parse
+    )
+    errors.install(app)
+
+    records, objects = services.records, services.objects
+    base = BASE + "/profile"
+    app.add_route(f"{base}/{{profile_id}}/uploadAttachment", attachments.UploadResource(receiver, settings))
+    app.add_route(
+        f"{base}/{{profile_id}}/attachments",
+        attachments.ListResource(records, objects, authorizer),
+    )
+    app.add_route(
+        f"{base}/{{profile_id}}/attachment/{{name}}",
+        attachments.FileResource(records, objects, authorizer, settings.bucket_attachments),
+    )
+    app.add_route(
+        f"{base}/{{profile_id}}/attachment/{{name}}/details",
+        attachments.DetailsResource(records, objects, authorizer),
+    )
+    app.add_route(
+        f"{base}/{{profile_id}}/attachment/{{name}}/status",
+        attachments.StatusResource(records, objects, authorizer),
+    )
+    app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer))
+    app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
+    app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
+    app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())
+    return app

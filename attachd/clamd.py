@@ -1,0 +1,112 @@
+"""A small clamd client: PING, VERSION, RELOAD and INSTREAM over TCP.
+
+Written here rather than taken from PyPI: the `clamd` and `pyclamd` packages are unmaintained
+since 2014/2017, and the protocol is a handful of lines. INSTREAM lets us feed clamd chunk by chunk
+from MinIO, so nothing is written to a temp file and memory stays flat.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from attachd.errors import ScanError, ScanLimitExceeded, ServiceUnavailable
+
+# clamd reports an over-limit file under AlertExceedsMax as a "FOUND" of this family: it is not a
+# virus verdict, and it is never clean.
+_LIMIT_PREFIX = "Heuristics.Limits.Exceeded"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    infected: bool
+    signature: str | None
+    engine_version: str
+
+
+class ClamdClient:
+    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def _connect(self) -> socket.socket:
+        try:
+            return socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise ServiceUnavailable("clamd", f"{self.host}:{self.port}: {exc}") from exc
+
+    def _command(self, command: str) -> str:
+        with self._connect() as sock:
+            try:
+                sock.sendall(f"z{command}\0".encode())
+                return _read_reply(sock)
+            except OSError as exc:
+                raise ServiceUnavailable("clamd", str(exc)) from exc
+
+    def ping(self) -> None:
+        reply = self._command("PING")
+        if reply != "PONG":
+            raise ServiceUnavailable("clamd", f"unexpected PING reply {reply!r}")
+
+    def version(self) -> str:
+        """e.g. 'ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026' (engine/signature db/date)."""
+        return self._command("VERSION")
+
+    def reload(self) -> None:
+        reply = self._command("RELOAD")
+        if reply != "RELOADING":
+            raise ScanError(f"unexpected RELOAD reply {reply!r}")
+
+    def instream(self, chunks: Iterable[bytes], chunk_size: int = 256 * 1024) -> ScanResult:
+        """Scan a stream. Raises ScanLimitExceeded when the file is over clamd's limits,
+        ScanError for any other clamd error, ServiceUnavailable when clamd cannot be reached."""
+        engine = self.version()
+        with self._connect() as sock:
+            try:
+                sock.sendall(b"zINSTREAM\0")
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    for start in range(0, len(view), chunk_size):
+                        piece = view[start : start + chunk_size]
+                        sock.sendall(struct.pack("!L", len(piece)))
+                        sock.sendall(piece)
+                sock.sendall(struct.pack("!L", 0))
+                reply = _read_reply(sock)
+            except BrokenPipeError:
+                # clamd stops reading once a stream passes StreamMaxLength and says why.
+                reply = _read_reply(sock)
+            except OSError as exc:
+                raise ServiceUnavailable("clamd", str(exc)) from exc
+        return _verdict(reply, engine)
+
+
+def _read_reply(sock: socket.socket) -> str:
+    data = bytearray()
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if data.endswith(b"\0"):
+            break
+    return data.rstrip(b"\0").decode("utf-8", "replace").strip()
+
+
+def _verdict(reply: str, engine: str) -> ScanResult:
+    # Replies: "stream: OK", "stream: <Signature> FOUND", "<message> ERROR".
+    if reply.endswith("ERROR"):
+        if "size limit exceeded" in reply.lower():
+            raise ScanLimitExceeded(reply)
+        raise ScanError(reply)
+    body = reply.split(":", 1)[1].strip() if ":" in reply else reply
+    if body == "OK":
+        return ScanResult(infected=False, signature=None, engine_version=engine)
+    if body.endswith(" FOUND"):
+        signature = body.removesuffix(" FOUND").strip()
+        if signature.startswith(_LIMIT_PREFIX):
+            raise ScanLimitExceeded(signature)
+        return ScanResult(infected=True, signature=signature, engine_version=engine)
+    raise ScanError(f"unexpected clamd reply {reply!r}")

@@ -1,0 +1,52 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from api.crafter import attachment_json, format_file_size
+from storage.records import Attachment, Upload
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (0, "0"),
+        (-5, "0"),
+        (1, "1 B"),
+        (1000, "1,000 B"),
+        (1023, "1,023 B"),
+        (1024, "1 KB"),
+        (1075, "1 KB"),
+        (1280, "1.2 KB"),
+        (1792, "1.8 KB"),
+        (23193, "22.6 KB"),
+        (1048575, "1,024 KB"),
+        (1536000, "1.5 MB"),
+        (5242880, "5 MB"),
+        (3 * 1024**3, "3 GB"),
+        (1024**4 + 1024**4 // 4, "1.2 TB"),
+    ],
+)
+def test_file_size_matches_crafters_table(size: int, expected: str) -> None:
+    assert format_file_size(size) == expected
+
+
+def test_attachment_json_has_exactly_crafters_fields() -> None:
+    now = datetime.now(UTC)
+    att = Attachment(id="a" * 24, profile_id="b" * 24, file_name="picture1",
+                     current_upload_id=None, created_at=now)
+    up = Upload(
+        seq=1, id="c" * 32, attachment_id=att.id, state="staged", reason=None,
+        original_name="picture1.jpg", md5="498a1e16be56873ef53a1a61295d1781", sha256="0" * 64,
+        size=23193, declared_type="image/jpeg", sniffed_type="image/jpeg", detected_type=None,
+        staging_key="k", object_key=None, quarantine_key=None, signature=None,
+        engine_version=None, attempts=0, created_at=now, updated_at=now, scanned_at=None,
+        verified_at=None, finished_at=None,
+    )
+    assert attachment_json(att, up) == {
+        "md5": "498a1e16be56873ef53a1a61295d1781",
+        "contentType": "image/jpeg",
+        "fileSize": "22.6 KB",
+        "fileName": "picture1",
+        "fileSizeBytes": 23193,
+        "id": "a" * 24,
+    }
