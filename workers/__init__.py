@@ -1,0 +1,1 @@
+"""Celery app and the pipeline tasks: scan, verify, attach, reconcile."""

@@ -1,0 +1,11 @@
+"""Worker entrypoint: `celery -A workers.app worker`. Settings are read here, once."""
+
+from attachd.logs import configure as configure_logging
+from attachd.settings import Settings
+from workers.celery_app import make_celery
+from workers.tasks import register
+
+settings = Settings.from_env()
+configure_logging(settings.log_level)
+app = make_celery(settings)
+register(app, settings)

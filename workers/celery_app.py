@@ -1,0 +1,61 @@
+"""The Celery application, configured for at-least-once delivery with idempotent effects.
+
+The API builds one of these too, only to send tasks by name; it never imports the tasks.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from attachd.settings import Settings
+
+SCAN = "attachd.scan"
+VERIFY = "attachd.verify"
+ATTACH = "attachd.attach"
+RECONCILE = "attachd.reconcile"
+
+QUEUES = ("scan", "verify", "attach", "maintenance")
+ROUTES = {SCAN: "scan", VERIFY: "verify", ATTACH: "attach", RECONCILE: "maintenance"}
+
+# The longest task (a multi-GiB scan) must finish well inside the broker's visibility timeout,
+# or Redis would hand the same message to a second worker while the first still runs it.
+TASK_TIME_LIMIT = 1800
+VISIBILITY_TIMEOUT = 2 * TASK_TIME_LIMIT
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("attachd", broker=settings.redis_url, backend=settings.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_TIME_LIMIT - 60,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        # An API request must not hang on a dead broker: fail fast, the reconciler re-sends.
+        broker_connection_timeout=2,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="maintenance",
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": 60.0},
+        },
+        timezone="UTC",
+    )
+    return app

@@ -1,0 +1,266 @@
+"""The pipeline steps, free of Celery: scan → verify → attach, plus the reconciler.
+
+Each step begins with "already done?" and moves the upload with a compare-and-set, so a step
+delivered twice, or rerun after a crash between two effects, changes the world once. Steps take
+upload ids and read everything else from the record store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from attachd.clamd import ClamdClient
+from attachd.errors import ObjectMissing, ScanLimitExceeded
+from storage import schema
+from storage.objects import ObjectStore, attachment_key
+from storage.records import RecordStore, Upload, utcnow
+from workers import typecheck
+from workers.celery_app import ATTACH, SCAN, VERIFY
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_image_pixels: int
+    max_svg_size: int
+    reconcile_after_seconds: int
+    max_resends: int = 10
+
+
+class Pipeline:
+    def __init__(
+        self,
+        records: RecordStore,
+        objects: ObjectStore,
+        scanner: ClamdClient,
+        send: Send,
+        limits: Limits,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.records = records
+        self.objects = objects
+        self.scanner = scanner
+        self.send = send
+        self.limits = limits
+        self.clock = clock
+        self.buckets = objects.buckets
+
+    # --- scan ---------------------------------------------------------------------------------
+
+    def scan(self, upload_id: str) -> str | None:
+        """Stream the staged object through clamd. Returns the state it leaves the upload in."""
+        up = self.records.get_upload(upload_id)
+        if up is None or up.state not in (schema.STAGED, schema.SCANNING):
+            return up.state if up else None
+        if up.state == schema.STAGED:
+            self.records.transition(upload_id, schema.STAGED, schema.SCANNING)
+        assert up.staging_key is not None
+        try:
+            result = self.scanner.instream(
+                self.objects.iter_range(self.buckets.staging, up.staging_key)
+            )
+        except ObjectMissing:
+            return self._fail(up, "the staged file is missing from object storage")
+        except ScanLimitExceeded as exc:
+            # Over clamd's limits: it was not scanned whole, so it can never count as clean.
+            return self._refuse(up, schema.SCANNING, f"too large to scan ({exc})")
+        # ServiceUnavailable and ScanError propagate: the task retries them with backoff.
+        now = self.clock()
+        if result.infected:
+            qkey = up.id
+            self.objects.copy(
+                self.buckets.staging,
+                up.staging_key,
+                self.buckets.quarantine,
+                qkey,
+                tags={
+                    "result": "infected",
+                    "signature": _tag(result.signature or "unknown"),
+                    "scanned-at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "upload-id": up.id,
+                },
+            )
+            if self.records.transition(
+                upload_id,
+                schema.SCANNING,
+                schema.INFECTED,
+                reason=f"infected: {result.signature}",
+                signature=result.signature,
+                engine_version=result.engine_version,
+                quarantine_key=qkey,
+                staging_key=None,
+                scanned_at=now,
+            ):
+                log.warning("upload %s infected: %s", upload_id, result.signature)
+            self.objects.delete(self.buckets.staging, up.staging_key)
+            return schema.INFECTED
+        if self.records.transition(
+            upload_id,
+            schema.SCANNING,
+            schema.VERIFYING,
+            engine_version=result.engine_version,
+            scanned_at=now,
+        ):
+            self.send(VERIFY, upload_id)
+        return schema.VERIFYING
+
+    # --- verify -------------------------------------------------------------------------------
+
+    def verify(self, upload_id: str) -> str | None:
+        up = self.records.get_upload(upload_id)
+        if up is None or up.state != schema.VERIFYING:
+            return up.state if up else None
+        if up.verified_at is None:
+            assert up.staging_key is not None
+            try:
+                stream = self.objects.open_reader(self.buckets.staging, up.staging_key, up.size)
+                with stream:
+                    verdict = typecheck.inspect(
+                        stream,
+                        up.size,
+                        up.declared_type,
+                        max_pixels=self.limits.max_image_pixels,
+                        max_svg_bytes=self.limits.max_svg_size,
+                    )
+            except ObjectMissing:
+                return self._fail(up, "the staged file is missing from object storage")
+            if not verdict.ok:
+                return self._refuse(up, schema.VERIFYING, verdict.reason or "content check failed",
+                                    detected_type=verdict.detected_type)
+            if not self.records.update_upload(
+                upload_id, schema.VERIFYING, verified_at=self.clock(),
+                detected_type=verdict.detected_type,
+            ):
+                current = self.records.get_upload(upload_id)
+                return current.state if current else None
+        self.send(ATTACH, upload_id)
+        return schema.VERIFYING
+
+    # --- attach -------------------------------------------------------------------------------
+
+    def attach(self, upload_id: str) -> str | None:
+        up = self.records.get_upload(upload_id)
+        if up is None or up.state != schema.VERIFYING or up.verified_at is None:
+            return up.state if up else None
+        owner = self.records.owner_of(up.attachment_id)
+        assert up.staging_key is not None
+        if owner is None:  # deleted while in the pipeline
+            self.objects.delete(self.buckets.staging, up.staging_key)
+            return None
+        key = attachment_key(owner[0], owner[1], up.attachment_id, up.id)
+        try:
+            self.objects.copy(self.buckets.staging, up.staging_key, self.buckets.attachments, key)
+        except ObjectMissing:
+            if not self.objects.exists(self.buckets.attachments, key):
+                return self._fail(up, "the staged file is missing from object storage")
+            # A previous run copied it and died before committing: carry on.
+        outcome = self.records.attach(upload_id, key)
+        if outcome is None:
+            current = self.records.get_upload(upload_id)
+            if current is None:  # the attachment was deleted meanwhile: leave nothing behind
+                self.objects.delete(self.buckets.attachments, key)
+            return current.state if current else None
+        self.objects.delete(self.buckets.staging, up.staging_key)
+        if not outcome.current:
+            # A newer upload of the same name was attached first: this one is history already.
+            self.records.supersede(upload_id, "a newer upload of this name was attached first")
+            self.objects.delete(self.buckets.attachments, key)
+            return schema.SUPERSEDED
+        old = outcome.replaced
+        if old is not None and old.id != upload_id:
+            self.records.supersede(old.id, f"replaced by upload {upload_id}")
+            if old.object_key:
+                self.objects.delete(self.buckets.attachments, old.object_key)
+        log.info("upload %s attached as %s", upload_id, key)
+        return schema.ATTACHED
+
+    # --- failure ------------------------------------------------------------------------------
+
+    def fail(self, upload_id: str, reason: str) -> None:
+        """Give up on an upload after its retries: `failed`, retryable by an operator."""
+        up = self.records.get_upload(upload_id)
+        if up is not None:
+            self._fail(up, reason)
+
+    def _fail(self, up: Upload, reason: str) -> str:
+        # The staged object is kept: an operator's retry starts again from it.
+        self.records.transition(up.id, schema.ACTIVE_STATES, schema.FAILED, reason=reason)
+        log.error("upload %s failed: %s", up.id, reason)
+        return schema.FAILED
+
+    def _refuse(self, up: Upload, expected: str, reason: str, **values: object) -> str:
+        if self.records.transition(
+            up.id, expected, schema.REJECTED, reason=reason, staging_key=None, **values
+        ):
+            log.warning("upload %s rejected: %s", up.id, reason)
+        if up.staging_key:
+            self.objects.delete(self.buckets.staging, up.staging_key)
+        return schema.REJECTED
+
+    # --- retry and reconcile ------------------------------------------------------------------
+
+    def retry(self, upload_id: str) -> bool:
+        """Operator retry of a failed upload: back to `staged` and re-sent, if its file is there."""
+        up = self.records.get_upload(upload_id)
+        if up is None or up.state != schema.FAILED or not up.staging_key:
+            return False
+        if not self.objects.exists(self.buckets.staging, up.staging_key):
+            return False
+        if self.records.transition(
+            upload_id, schema.FAILED, schema.STAGED, reason=None, finished_at=None,
+            scanned_at=None, verified_at=None, attempts=0,
+        ):
+            self.send(SCAN, upload_id)
+            return True
+        return False
+
+    def reconcile(self) -> dict[str, int]:
+        """Re-send uploads stuck in a non-terminal state (a broker that restarted empty loses
+        its messages; the record store does not) and delete staged objects with no upload."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.limits.reconcile_after_seconds)
+        resent = gave_up = 0
+        for up in self.records.stuck_uploads(cutoff):
+            if up.attempts >= self.limits.max_resends:
+                self._fail(up, f"no progress after {up.attempts} re-sends")
+                gave_up += 1
+                continue
+            self.records.bump_attempts(up.id)
+            self.send(_next_step(up), up.id)
+            resent += 1
+        orphans = self.sweep_staging(cutoff)
+        return {"resent": resent, "failed": gave_up, "orphans_deleted": orphans}
+
+    def sweep_staging(self, older_than: datetime) -> int:
+        candidates = [
+            key
+            for key, modified in self.objects.list_keys(self.buckets.staging)
+            if modified is None or modified < older_than
+        ]
+        deleted = 0
+        for start in range(0, len(candidates), 500):
+            batch = candidates[start : start + 500]
+            in_use = self.records.staging_keys_in_use(batch)
+            for key in batch:
+                if key not in in_use:
+                    self.objects.delete(self.buckets.staging, key)
+                    deleted += 1
+        return deleted
+
+
+def _next_step(up: Upload) -> str:
+    if up.state in (schema.STAGED, schema.SCANNING):
+        return SCAN
+    return ATTACH if up.verified_at is not None else VERIFY
+
+
+def _tag(value: str) -> str:
+    # S3 tag values: at most 256 characters of a restricted set.
+    allowed = "".join(ch if ch.isalnum() or ch in " +-=._:/@" else "_" for ch in value)
+    return allowed[:256]
