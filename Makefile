@@ -1,0 +1,58 @@
+# The README's front door: `make run` and `make test`. Everything else is a helper of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install deps run up down test lint typecheck check services-test clean bench
+
+help:
+	@echo "make run    - install what is missing, start everything in the foreground (Ctrl-C stops)"
+	@echo "make up     - the same, detached; returns when every component answers"
+	@echo "make down   - stop everything started by make up"
+	@echo "make test   - install what is missing, start the test services, run the tests"
+	@echo "make lint   - ruff; make typecheck - mypy"
+
+# Debian packages (redis, clamav, postgresql, libmagic) and the MinIO server build.
+deps:
+	@deploy/scripts/ensure-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: deps $(STAMP)
+
+run: install
+	deploy/scripts/stack.sh run
+
+up: install
+	deploy/scripts/stack.sh up
+
+down:
+	deploy/scripts/stack.sh down
+
+# Tests use their own ports and var/test (deploy/env/test.env), so they can run beside `make up`.
+test: install
+	set -a && source deploy/env/test.env && set +a && \
+	  deploy/scripts/services.sh start && \
+	  $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+stop-test-services:
+	set -a && source deploy/env/test.env && set +a && deploy/scripts/services.sh stop
+
+clean: down
+	rm -rf var

@@ -1,0 +1,268 @@
+"""The `attachd` command: set-up, tenants and access tokens, uploads and pipeline operations.
+
+Output meant for scripts (a new token id) goes alone on stdout; everything else is for people.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from attachd.errors import AttachdError
+from attachd.settings import Settings
+
+
+class _Ctx:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    def records(self) -> Any:
+        from storage.records import RecordStore
+
+        return RecordStore.from_url(self.settings.database_url)
+
+    def objects(self) -> Any:
+        from storage.objects import Buckets, ObjectStore
+
+        s = self.settings
+        return ObjectStore.connect(
+            s.s3_endpoint,
+            s.s3_access_key,
+            s.s3_secret_key,
+            Buckets(s.bucket_staging, s.bucket_attachments, s.bucket_quarantine),
+            secure=s.s3_secure,
+            region=s.s3_region,
+        )
+
+    def pipeline(self) -> Any:
+        from workers.celery_app import make_celery
+        from workers.tasks import build_pipeline
+
+        return build_pipeline(self.settings, make_celery(self.settings))
+
+
+pass_ctx = click.make_pass_decorator(_Ctx, ensure=True)
+
+
+@click.group()
+def cli() -> None:
+    """attachd: upload pipeline for profile attachments (Crafter Profile compatible)."""
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except AttachdError as exc:
+        click.echo(f"attachd: {exc}", err=True)
+        sys.exit(1)
+
+
+# --- set-up ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_ctx
+def migrate(ctx: _Ctx) -> None:
+    """Bring the database schema to the latest version."""
+    from storage.migrate import upgrade
+
+    upgrade(ctx.settings.database_url)
+    click.echo("database migrated", err=True)
+
+
+@cli.command("init-storage")
+@pass_ctx
+def init_storage(ctx: _Ctx) -> None:
+    """Create the buckets and the staging lifecycle rule (idempotent)."""
+    ctx.objects().ensure_buckets(ctx.settings.staging_expiry_days)
+    click.echo("buckets ready", err=True)
+
+
+@cli.command()
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--username", default="demo", show_default=True)
+@pass_ctx
+def demo(ctx: _Ctx, tenant: str, username: str) -> None:
+    """Create a demo tenant, access token and profile if none exist, and print a curl command.
+
+    The demo token id is kept in var/demo.json (token ids are stored hashed, so this is the only
+    way to print it again on the next `make run`)."""
+    records = ctx.records()
+    state_file = Path(ctx.settings.var_dir) / "demo.json"
+    state: dict[str, str] = {}
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+    if not records.tenant_exists(tenant):
+        records.create_tenant(tenant)
+    token = state.get("token")
+    if not token or records.find_token(token) is None:
+        token = records.create_token(
+            "demo", [{"tenant": tenant, "allowedActions": ["MANAGE_PROFILES"]}]
+        )
+    profile = records.find_profile_by_username(tenant, username)
+    if profile is None:
+        profile = records.create_profile(tenant, username, f"{username}@example.com", enabled=True)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"tenant": tenant, "token": token, "profile": profile.id}))
+    state_file.chmod(0o600)
+    s = ctx.settings
+    base = f"http://{s.api_host}:{s.api_port}{s.url_prefix}/api/1/profile/{profile.id}"
+    click.echo(f"demo tenant:  {tenant}")
+    click.echo(f"access token: {token}")
+    click.echo(f"profile id:   {profile.id}")
+    click.echo("try:")
+    click.echo(
+        f"  curl -F attachment=@picture.png '{base}/uploadAttachment?accessTokenId={token}'"
+    )
+    click.echo(f"  curl '{base}/attachments?accessTokenId={token}'")
+
+
+# --- tenants and tokens ---------------------------------------------------------------------
+
+
+@cli.group()
+def tenant() -> None:
+    """Tenants."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@pass_ctx
+def tenant_create(ctx: _Ctx, name: str) -> None:
+    ctx.records().create_tenant(name)
+    click.echo(f"tenant {name} created", err=True)
+
+
+@tenant.command("list")
+@pass_ctx
+def tenant_list(ctx: _Ctx) -> None:
+    for name in ctx.records().list_tenants():
+        click.echo(name)
+
+
+@cli.group()
+def token() -> None:
+    """Access tokens (Crafter's model: per-tenant allowed actions, '*' wildcards, expiry)."""
+
+
+_ACTIONS = ("CREATE_TENANT", "READ_TENANT", "UPDATE_TENANT", "DELETE_TENANT", "MANAGE_PROFILES",
+            "MANAGE_TICKETS", "*")
+
+
+@token.command("create")
+@click.option("--application", required=True)
+@click.option("--tenant", "tenants", multiple=True, required=True,
+              help="Tenant name or '*'; repeat for several tenants (same actions for each).")
+@click.option("--action", "actions", multiple=True, required=True,
+              type=click.Choice(_ACTIONS), help="Allowed action; repeatable.")
+@click.option("--master", is_flag=True, help="May administer access tokens.")
+@click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
+                                                       "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M"]),
+              default=None, help="ISO-8601 expiry (UTC when no offset is given).")
+@pass_ctx
+def token_create(
+    ctx: _Ctx,
+    application: str,
+    tenants: tuple[str, ...],
+    actions: tuple[str, ...],
+    master: bool,
+    expires: datetime | None,
+) -> None:
+    """Create a token and print only its id on stdout."""
+    from datetime import UTC
+
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    permissions = [{"tenant": t, "allowedActions": list(actions)} for t in tenants]
+    click.echo(ctx.records().create_token(application, permissions, master=master, expires_on=expires))
+
+
+@token.command("list")
+@pass_ctx
+def token_list(ctx: _Ctx) -> None:
+    """Tokens by prefix (ids are stored hashed and cannot be shown again)."""
+    for t in ctx.records().list_tokens():
+        perms = "; ".join(f"{p['tenant']}:{','.join(p['allowedActions'])}" for p in t.tenant_permissions)
+        expiry = t.expires_on.isoformat() if t.expires_on else "never"
+        click.echo(f"{t.prefix}…  {t.application}  master={t.master}  expires={expiry}  {perms}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@pass_ctx
+def token_revoke(ctx: _Ctx, token_id: str) -> None:
+    """Revoke by full id, or by the prefix `token list` shows."""
+    ctx.records().revoke_token(token_id)
+    click.echo("token revoked", err=True)
+
+
+# --- uploads and pipeline -------------------------------------------------------------------
+
+
+@cli.group()
+def uploads() -> None:
+    """Uploads and their pipeline state."""
+
+
+def _upload_dict(up: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(up).items()}
+
+
+@uploads.command("list")
+@click.option("--state", required=True)
+@click.option("--limit", default=100, show_default=True)
+@pass_ctx
+def uploads_list(ctx: _Ctx, state: str, limit: int) -> None:
+    for up in ctx.records().uploads_in_state(state, limit=limit):
+        click.echo(f"{up.id}  {up.state:<10} {up.original_name}  {up.reason or ''}")
+
+
+@uploads.command("show")
+@click.argument("upload_id")
+@pass_ctx
+def uploads_show(ctx: _Ctx, upload_id: str) -> None:
+    up = ctx.records().get_upload(upload_id)
+    if up is None:
+        raise click.ClickException(f"no upload {upload_id}")
+    click.echo(json.dumps(_upload_dict(up), indent=2))
+
+
+@uploads.command("retry")
+@click.argument("upload_id", required=False)
+@click.option("--state", type=click.Choice(["failed"]), default=None,
+              help="Retry every upload in this state.")
+@pass_ctx
+def uploads_retry(ctx: _Ctx, upload_id: str | None, state: str | None) -> None:
+    """Send a failed upload through the pipeline again."""
+    if bool(upload_id) == bool(state):
+        raise click.UsageError("give an upload id or --state failed")
+    pipeline = ctx.pipeline()
+    ids = [upload_id] if upload_id else [u.id for u in ctx.records().uploads_in_state("failed")]
+    done = sum(1 for uid in ids if pipeline.retry(uid))
+    click.echo(f"{done} of {len(ids)} upload(s) sent again", err=True)
+    if upload_id and not done:
+        sys.exit(1)
+
+
+@cli.command()
+@pass_ctx
+def reconcile(ctx: _Ctx) -> None:
+    """Re-send stuck uploads and delete orphaned staged objects, now."""
+    click.echo(json.dumps(ctx.pipeline().reconcile()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""gunicorn settings for the API, derived from attachd's settings (one place for configuration)."""
+
+from attachd.settings import Settings
+
+_s = Settings.from_env()
+
+bind = f"{_s.api_host}:{_s.api_port}"
+# Threads, not sync workers: a long streaming upload must not be killed by the worker timeout,
+# and slow clients are cut off by the API's own upload deadline and idle timeout instead.
+worker_class = "gthread"
+workers = _s.api_workers
+threads = _s.api_threads
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+accesslog = "-"
+# The path without its query string: accessTokenId is a bearer secret and is never logged.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+proc_name = "attachd-api"
