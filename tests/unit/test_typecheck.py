@@ -1,0 +1,561 @@
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+import zipfile
+import zlib
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from workers import typecheck
+from workers.typecheck import Verdict, inspect
+
+# --- fixtures built from Pillow and bytes -----------------------------------------------------
+
+
+def noise(size: tuple[int, int], seed: int = 1) -> Image.Image:
+    rng = random.Random(seed)
+    return Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
+
+
+def encode(img: Image.Image, fmt: str, **options: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def solid(fmt: str, size: tuple[int, int] = (40, 30), **options: Any) -> bytes:
+    return encode(Image.new("RGB", size, (30, 160, 90)), fmt, **options)
+
+
+def frames(n: int = 3, size: tuple[int, int] = (40, 40)) -> list[Image.Image]:
+    return [Image.new("RGB", size, (80 * i % 256, 40, 200)) for i in range(n)]
+
+
+def animated(fmt: str, n: int = 3, size: tuple[int, int] = (40, 40)) -> bytes:
+    first, *rest = frames(n, size)
+    return encode(first, fmt, save_all=True, append_images=rest, duration=100, loop=0)
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose IHDR (valid CRC) claims width x height, with a tiny IDAT."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(64)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def zip_archive() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("shell.txt", "not an image")
+    return buf.getvalue()
+
+
+def jpeg_with_exif_thumbnail() -> bytes:
+    """A JPEG whose APP1 EXIF block carries a complete JPEG thumbnail (its own FFD8..FFD9)."""
+    thumbnail = solid("JPEG", (16, 12))
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 26)
+    ifd1_entries = struct.pack("<HHII", 0x0201, 4, 1, 56) + struct.pack(
+        "<HHII", 0x0202, 4, 1, len(thumbnail)
+    )
+    ifd1 = struct.pack("<H", 2) + ifd1_entries + struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1
+    assert len(tiff) == 56
+    payload = b"Exif\x00\x00" + tiff + thumbnail
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    main = encode(noise((64, 48)), "JPEG")
+    return main[:2] + app1 + main[2:]
+
+
+def check(data: bytes, claimed: str, **limits: Any) -> Verdict:
+    return inspect(io.BytesIO(data), len(data), claimed, **limits)
+
+
+def refused(data: bytes, claimed: str, **limits: Any) -> str:
+    verdict = check(data, claimed, **limits)
+    assert not verdict.ok, verdict
+    assert verdict.reason
+    return verdict.reason
+
+
+CLEAN_SVG = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- drawn by hand -->
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"
+     width="100" height="100" viewBox="0 0 100 100">
+  <defs>
+    <linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
+      <stop offset="0" stop-color="#f00"/>
+      <stop offset="1" stop-color="#00f"/>
+    </linearGradient>
+    <circle id="c" cx="50" cy="50" r="40"/>
+  </defs>
+  <style>circle { stroke: #000; } .x { fill: url( '#g' ); }</style>
+  <use href="#c" fill="url(#g)"/>
+  <use xlink:href="#c" style="opacity: 0.5; fill: url(#g)"/>
+  <image width="1" height="1" href="data:image/png;base64,iVBORw0KGgo="/>
+  <a href="#c"><text x="10" y="90">hi</text></a>
+</svg>
+"""
+
+
+def svg(body: str, attrs: str = "") -> bytes:
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+        f' width="10" height="10"{attrs}>{body}</svg>'
+    ).encode()
+
+
+# --- valid content --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "claimed"),
+    [
+        (solid("PNG"), "image/png"),
+        (encode(noise((300, 200)), "PNG"), "image/png"),
+        (encode(noise((300, 200)).convert("RGBA"), "PNG"), "image/png"),
+        (animated("PNG"), "image/png"),  # APNG
+        (solid("JPEG"), "image/jpeg"),
+        (encode(noise((300, 200)), "JPEG", progressive=True), "image/jpeg"),
+        (solid("JPEG"), "image/jpg"),
+        (solid("GIF"), "image/gif"),
+        (animated("GIF", n=5), "image/gif"),
+        (solid("BMP"), "image/bmp"),
+        (encode(Image.new("P", (33, 7)), "BMP"), "image/bmp"),
+        (solid("TIFF"), "image/tiff"),
+        (solid("TIFF", compression="tiff_lzw"), "image/tiff"),
+        (animated("TIFF"), "image/tiff"),
+        (CLEAN_SVG, "image/svg+xml"),
+    ],
+)
+def test_valid_images_pass(data: bytes, claimed: str) -> None:
+    verdict = check(data, claimed)
+    assert verdict == Verdict(True, typecheck.filetypes.canonical_type(claimed), None)
+
+
+def test_mpo_is_a_jpeg() -> None:
+    # Pillow opens JPEGs with an MPF index (stereo pairs, Ultra HDR gain maps) as MPO.
+    data = animated("MPO", n=2)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "MPO"
+    assert check(data, "image/jpeg") == Verdict(True, "image/jpeg", None)
+    assert "data after the end of the JPEG image" in refused(data + b"junk" * 8, "image/jpeg")
+
+
+def test_jpeg_with_exif_thumbnail_passes() -> None:
+    data = jpeg_with_exif_thumbnail()
+    # The thumbnail's EOI comes first: stopping at the first FFD9 would see "trailing data".
+    assert data.index(b"\xff\xd9") < len(data) - 2
+    assert check(data, "image/jpeg") == Verdict(True, "image/jpeg", None)
+
+
+def test_zero_padding_after_the_image_is_tolerated() -> None:
+    assert check(solid("JPEG") + bytes(8), "image/jpeg").ok
+    assert check(solid("PNG") + bytes(16), "image/png").ok
+
+
+# --- wrong type --------------------------------------------------------------------------------
+
+
+def test_elf_named_png() -> None:
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(8) + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + bytes(200)
+    verdict = check(elf, "image/png")
+    assert verdict == Verdict(
+        False, "application/x-executable", "content is an ELF executable, not image/png"
+    )
+
+
+def test_html_named_gif() -> None:
+    html = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"
+    assert refused(html, "image/gif") == "content is an HTML document, not image/gif"
+
+
+def test_php_named_jpeg() -> None:
+    assert "PHP script" in refused(b'<?php system($_GET["c"]); ?>', "image/jpeg")
+
+
+def test_zip_named_png() -> None:
+    assert "ZIP archive" in refused(zip_archive(), "image/png")
+
+
+def test_jpeg_named_png() -> None:
+    verdict = check(solid("JPEG"), "image/png")
+    assert not verdict.ok
+    assert verdict.detected_type == "image/jpeg"
+
+
+def test_empty_and_unsupported() -> None:
+    assert refused(b"", "image/png") == "the file is empty"
+    assert "not a type this check can verify" in refused(solid("WEBP"), "image/webp")
+
+
+def test_gif_header_followed_by_script() -> None:
+    reason = refused(b"GIF89a<script>alert(document.cookie)</script>", "image/gif")
+    assert "<script" in reason
+
+
+# --- decompression bombs and limits --------------------------------------------------------
+
+
+@pytest.fixture
+def no_image_allocation(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    allocated: list[tuple[int, int]] = []
+    new = Image.core.new
+
+    def recording_new(mode: str, size: tuple[int, int]) -> Any:
+        allocated.append(size)
+        return new(mode, size)
+
+    monkeypatch.setattr(Image.core, "new", recording_new)
+    return allocated
+
+
+def test_allocation_probe_sees_a_real_decode(no_image_allocation: list[tuple[int, int]]) -> None:
+    assert check(solid("PNG", (40, 30)), "image/png").ok
+    assert (40, 30) in no_image_allocation
+
+
+def test_png_bomb_refused_without_decoding(no_image_allocation: list[tuple[int, int]]) -> None:
+    bomb = png_claiming(30000, 30000)
+    start = time.perf_counter()
+    reason = refused(bomb, "image/png")
+    assert time.perf_counter() - start < 1
+    assert "900000000 pixels" in reason
+    assert no_image_allocation == []
+
+
+def test_png_bomb_refused_by_our_limit_alone(
+    monkeypatch: pytest.MonkeyPatch, no_image_allocation: list[tuple[int, int]]
+) -> None:
+    # Whatever someone did to Pillow's process-wide limit, ours still applies.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    reason = refused(png_claiming(30000, 30000), "image/png")
+    assert reason == "image is 30000x30000 = 900000000 pixels, over the limit of 40000000"
+    assert no_image_allocation == []
+
+
+def test_pixel_limit_is_checked_explicitly() -> None:
+    data = solid("PNG", (100, 60))
+    assert check(data, "image/png", max_pixels=6000).ok
+    assert refused(data, "image/png", max_pixels=5999) == (
+        "image is 100x60 = 6000 pixels, over the limit of 5999"
+    )
+
+
+def test_pillow_bomb_warning_becomes_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 80x80 is between Pillow's limit and twice it: Pillow only warns. With pytest turning
+    # warnings into errors, a leaked warning would fail this test instead of refusing.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    reason = refused(solid("PNG", (80, 80)), "image/png")
+    assert reason.startswith("image is too large")
+    assert "6400 pixels" in reason
+
+
+def test_animation_total_pixels_capped_before_decoding() -> None:
+    data = animated("GIF", n=3, size=(40, 40))
+    assert check(data, "image/gif", max_pixels=1600, max_total_pixels=4800).ok
+    assert refused(data, "image/gif", max_pixels=1600, max_total_pixels=4799) == (
+        "image has 3 frames of 40x40 = 4800 pixels in total, over the limit of 4799"
+    )
+    assert refused(data, "image/gif", max_frames=2) == "image has 3 frames, over the limit of 2"
+
+
+def test_default_total_pixels_is_four_times_max_pixels() -> None:
+    data = animated("GIF", n=5, size=(10, 10))
+    assert check(data, "image/gif", max_pixels=125).ok
+    assert "in total, over the limit of 496" in refused(data, "image/gif", max_pixels=124)
+
+
+def test_tiff_pages_of_different_sizes_are_each_checked() -> None:
+    big, small = Image.new("RGB", (100, 100)), Image.new("RGB", (10, 10))
+    data = encode(small, "TIFF", save_all=True, append_images=[big])
+    # The first page passes every upfront check; the second is refused before decoding.
+    reason = refused(data, "image/tiff", max_pixels=5000, max_total_pixels=100_000)
+    assert reason == "image is 100x100 = 10000 pixels, over the limit of 5000"
+
+
+# --- truncation -----------------------------------------------------------------------------
+
+
+def test_truncated_jpeg() -> None:
+    data = encode(noise((200, 150)), "JPEG")
+    reason = refused(data[: len(data) // 2], "image/jpeg")
+    assert reason.startswith("truncated JPEG")
+
+
+def test_jpeg_without_end_of_image_marker() -> None:
+    data = encode(noise((200, 150)), "JPEG")
+    assert data.endswith(b"\xff\xd9")
+    verdict = check(data[:-2], "image/jpeg")
+    assert not verdict.ok
+    assert verdict.reason and "truncated" in verdict.reason
+
+
+def test_truncated_png() -> None:
+    data = encode(noise((200, 150)), "PNG")
+    assert refused(data[: len(data) // 2], "image/png").startswith("truncated PNG")
+
+
+def test_png_without_iend() -> None:
+    data = solid("PNG")
+    assert refused(data[:-12], "image/png").startswith("truncated PNG")
+
+
+def test_truncated_gif() -> None:
+    data = encode(noise((100, 100)).convert("P"), "GIF")
+    assert "truncated" in refused(data[: len(data) // 2], "image/gif")
+
+
+def test_gif_without_trailer_is_tolerated() -> None:
+    # Some old encoders omit the final 0x3b; nothing can hide behind a missing byte.
+    data = animated("GIF")
+    assert data.endswith(b"\x00;")
+    assert check(data[:-1], "image/gif").ok
+
+
+def test_png_with_bad_header_checksum() -> None:
+    data = bytearray(solid("PNG"))
+    data[29] ^= 0xFF  # last byte of the IHDR CRC
+    assert refused(bytes(data), "image/png") == "content is not a readable image/png image"
+
+
+# --- polyglots ----------------------------------------------------------------------------------
+
+
+def test_png_with_appended_zip() -> None:
+    archive = zip_archive()
+    assert refused(solid("PNG") + archive, "image/png") == (
+        f"data after the end of the PNG image ({len(archive)} bytes): "
+        "looks like an appended ZIP archive"
+    )
+
+
+def test_jpeg_with_appended_php() -> None:
+    reason = refused(solid("JPEG") + b"<?php system($_GET['c']); ?>", "image/jpeg")
+    assert "<?php" in reason
+
+
+def test_large_jpeg_with_appended_php_after_the_first_64k() -> None:
+    data = encode(noise((400, 300)), "JPEG", quality=95)
+    assert len(data) > 2 * typecheck.SCAN_BYTES
+    assert "<?php" in refused(data + b"<?php system($_GET['c']); ?>", "image/jpeg")
+
+
+@pytest.mark.parametrize(
+    ("trailer", "looks_like"),
+    [
+        (b"%PDF-1.7\n" + bytes(64), "an appended PDF document"),
+        (b"\x7fELF\x02\x01\x01" + bytes(64), "an appended ELF executable"),
+        (b"<!-- hidden -->" + bytes(8), "HTML/script markup"),
+        (bytes(17), "unidentified data"),
+        (b"\x01", "unidentified data"),
+    ],
+)
+def test_trailing_data_is_named(trailer: bytes, looks_like: str) -> None:
+    reason = refused(solid("JPEG") + trailer, "image/jpeg")
+    assert reason == (
+        f"data after the end of the JPEG image ({len(trailer)} bytes): looks like {looks_like}"
+    )
+
+
+def test_gif_with_trailing_data() -> None:
+    reason = refused(animated("GIF") + b"PK\x03\x04" + bytes(40), "image/gif")
+    assert reason.startswith("data after the end of the GIF image (44 bytes)")
+
+
+def test_bmp_with_trailing_data_even_if_its_header_covers_it() -> None:
+    data = solid("BMP") + b"\x7fELF" + bytes(60)
+    assert "data after the end of the BMP image (64 bytes)" in refused(data, "image/bmp")
+    # bfSize rewritten to include the payload: the pixel data still ends where it did.
+    patched = data[:2] + struct.pack("<I", len(data)) + data[6:]
+    assert "data after the end of the BMP image (64 bytes)" in refused(patched, "image/bmp")
+
+
+def test_tiff_with_appended_zip() -> None:
+    assert "ZIP" in refused(solid("TIFF") + zip_archive(), "image/tiff")
+
+
+def test_zip_hidden_inside_a_png_chunk() -> None:
+    # The archive sits in a private chunk before IEND; its directory comment covers the rest
+    # of the file, so zip tools open it although the PNG has no trailing data.
+    png = solid("PNG")
+    iend = png[-12:]
+    archive = bytearray(zip_archive())
+    struct.pack_into("<H", archive, len(archive) - 2, 4 + 12)  # comment length: CRC + IEND
+    data = png[:-12] + chunk(b"prVt", bytes(archive)) + iend
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["shell.txt"]
+    assert check(data, "image/png").reason == (
+        "the file is also a ZIP archive (it ends with a ZIP directory)"
+    )
+
+
+def test_markup_in_png_metadata_away_from_both_ends() -> None:
+    png = encode(noise((300, 300)), "PNG")
+    ihdr_end = 8 + 25
+    filler = chunk(b"tEXt", b"Comment\x00" + b"x" * 100_000)
+    payload = chunk(b"tEXt", b"Comment\x00<?php system($_GET['c']); ?>")
+    data = png[:ihdr_end] + filler + payload + png[ihdr_end:]
+    assert data.index(b"<?php") > typecheck.SCAN_BYTES
+    assert len(data) - data.index(b"<?php") > typecheck.SCAN_BYTES
+    assert refused(data, "image/png") == (
+        "image contains '<?php' markup in the image's metadata; "
+        "markup has no place in a raster image"
+    )
+
+
+def test_jpeg_comment_with_script() -> None:
+    data = solid("JPEG")
+    comment = b"<script>alert(1)</script>"
+    com = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+    assert "<script" in refused(data[:2] + com + data[2:], "image/jpeg")
+
+
+def test_junk_between_jpeg_segments() -> None:
+    # Pillow skips bytes between segments; they are a place to hide a payload.
+    data = solid("JPEG")
+    app0_end = 4 + struct.unpack(">H", data[4:6])[0]
+    assert data[app0_end : app0_end + 2] == b"\xff\xdb"
+    junk = data[:app0_end] + b"hidden" + data[app0_end:]
+    assert refused(junk, "image/jpeg") == f"corrupt JPEG: expected a marker at offset {app0_end}"
+
+
+# --- storage errors are not verdicts -----------------------------------------------------
+
+
+class FailingStream(io.BytesIO):
+    """Fails reads in the middle of the file, as a dropped range request would."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if typecheck.HEAD_BYTES <= self.tell() < len(self.getbuffer()) - 2 * typecheck.SCAN_BYTES:
+            raise ConnectionResetError("connection reset by MinIO")
+        return super().read(size)
+
+
+def test_read_failure_propagates() -> None:
+    data = encode(noise((1000, 1000)), "PNG")
+    assert len(data) > typecheck.HEAD_BYTES + 2 * typecheck.SCAN_BYTES
+    with pytest.raises(ConnectionResetError):
+        inspect(FailingStream(data), len(data), "image/png")
+
+
+# --- SVG ----------------------------------------------------------------------------------------
+
+
+def test_clean_svg_passes() -> None:
+    assert check(CLEAN_SVG, "image/svg+xml") == Verdict(True, "image/svg+xml", None)
+
+
+def test_svg_without_namespace_passes() -> None:
+    assert check(
+        b'<svg width="4" height="4"><rect width="4" height="4"/></svg>', "image/svg+xml"
+    ).ok
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (svg("<rect/>", ' onload="alert(1)"'), "SVG has an event handler: the onload attribute"),
+        (svg('<rect onClick="alert(1)"/>'), "SVG has an event handler: the onClick attribute"),
+        (svg("<script>alert(1)</script>"), "SVG contains a <script> element"),
+        (
+            svg('<x:script xmlns:x="urn:other">alert(1)</x:script>'),
+            "SVG contains a <script> element",
+        ),
+        (svg("<foreignObject><div/></foreignObject>"), "SVG contains a <foreignObject> element"),
+        (svg('<a href="javascript:alert(1)"><rect/></a>'), "SVG has a script URL in the href"),
+        (svg('<a xlink:href=" java\tscript:alert(1)"><rect/></a>'), "SVG has a script URL"),
+        (svg('<a href="&#106;avascript:alert(1)"><rect/></a>'), "SVG has a script URL"),
+        (svg('<image href="https://evil.example/t.png"/>'), "SVG references 'https://evil"),
+        (svg('<image href="http://evil.example/t.png"/>'), "SVG references 'http://evil"),
+        (svg('<use xlink:href="//evil.example/s.svg#a"/>'), "SVG references '//evil"),
+        (svg('<image href="file:///etc/passwd"/>'), "SVG references 'file:///etc/passwd'"),
+        (svg('<use href="other.svg#a"/>'), "SVG references 'other.svg#a'"),
+        (svg('<image href="data:image/svg+xml;base64,PHN2Zz4="/>'), "SVG references 'data:"),
+        (svg('<a><set attributeName="href" to="#x"/></a>'), "SVG animates the href attribute"),
+        (svg('<rect style="fill: url(https://evil.example/p)"/>'), "SVG references url(https://"),
+        (svg('<rect style="fill: url(https://evil.example/p"/>'), "SVG references url(https://"),
+        (svg("<rect fill=\"url('//evil.example/p')\"/>"), "SVG references url(//evil"),
+        (svg("<style>@import 'https://evil.example/x.css';</style>"), "SVG has '@import'"),
+        (svg("<style>rect { fill: u\\72 l(https://evil) }</style>"), "SVG has CSS escapes"),
+        (svg('<rect style="width: expression(alert(1))"/>'), "SVG has 'expression('"),
+        (svg('<h:div xmlns:h="http://www.w3.org/1999/xhtml"/>'), "SVG contains an HTML element"),
+        (
+            b'<?xml version="1.0"?>\n<?xml-stylesheet href="https://evil/x.css"?>\n' + svg(""),
+            "SVG contains a processing instruction <?xml-stylesheet",
+        ),
+        (svg("<rect>"), "SVG is not well-formed XML"),
+        (b'<svg xmlns="http://www.w3.org/1999/xhtml"><p/></svg>', "the root element is <{http"),
+    ],
+)
+def test_svg_refused(data: bytes, expected: str) -> None:
+    verdict = check(data, "image/svg+xml")
+    assert not verdict.ok
+    assert verdict.detected_type == "image/svg+xml"
+    assert verdict.reason and verdict.reason.startswith(expected), verdict.reason
+
+
+def test_svg_billion_laughs() -> None:
+    entities = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
+        for i in range(1, 10)
+    )
+    data = f'<?xml version="1.0"?>\n<!DOCTYPE svg [{entities}]>\n'.encode() + svg(
+        "<text>&lol9;</text>"
+    )
+    start = time.perf_counter()
+    reason = refused(data, "image/svg+xml")
+    assert time.perf_counter() - start < 1
+    assert reason == "SVG declares entities"
+
+
+def test_svg_external_entity() -> None:
+    data = b'<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + svg("<text>&x;</text>")
+    assert "entit" in refused(data, "image/svg+xml")
+
+
+def test_svg_with_the_standard_svg11_doctype_is_accepted() -> None:
+    doctype = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+    )
+    body = CLEAN_SVG.split(b"?>", 1)[1]
+    verdict = check(doctype + body, "image/svg+xml")
+    assert verdict.ok, verdict.reason
+
+
+def test_svg_size_limit() -> None:
+    assert check(CLEAN_SVG, "image/svg+xml", max_svg_bytes=len(CLEAN_SVG)).ok
+    assert refused(CLEAN_SVG, "image/svg+xml", max_svg_bytes=len(CLEAN_SVG) - 1) == (
+        f"SVG is {len(CLEAN_SVG)} bytes, over the limit of {len(CLEAN_SVG) - 1}"
+    )
+
+
+def test_html_named_svg() -> None:
+    reason = refused(
+        b"<html><body><svg><script>alert(1)</script></svg></body></html>", "image/svg+xml"
+    )
+    assert reason == "content is an HTML document, not image/svg+xml"
+
+
+# --- measured -----------------------------------------------------------------------------
+
+
+def test_large_jpeg_is_verified_in_reasonable_time() -> None:
+    # A photo-sized image; the bound is loose, it only catches accidental quadratic work.
+    img = Image.linear_gradient("L").resize((4000, 3000)).convert("RGB")
+    data = encode(img, "JPEG", quality=90)
+    start = time.perf_counter()
+    assert check(data, "image/jpeg").ok
+    assert time.perf_counter() - start < 10
