@@ -77,14 +77,38 @@ def services_up(base_settings: Settings) -> Settings:
     return base_settings
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _session_redis_url(redis_url: str) -> str:
+    """A Redis database of this session's own: sessions running side by side must not consume
+    each other's tasks (a worker would find no record for a foreign upload and drop it)."""
+    import redis
+
+    base = redis_url.rsplit("/", 1)[0]
+    client = redis.Redis.from_url(base + "/0")
+    db = 1 + int(client.incr("attachd:test:session-counter")) % 15
+    client.close()
+    session = redis.Redis.from_url(f"{base}/{db}")
+    session.flushdb()
+    session.close()
+    return f"{base}/{db}"
+
+
 @pytest.fixture(scope="session")
 def settings(services_up: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Per-session buckets and SQLite file, so runs never see each other's data."""
+    """Per-session buckets, SQLite file, Redis database and API port, so runs never see each
+    other's data, even when two run at the same time."""
     tag = secrets.token_hex(3)
     db = tmp_path_factory.mktemp("db") / "attachd.db"
     return replace(
         services_up,
         database_url=f"sqlite:///{db}",
+        redis_url=_session_redis_url(services_up.redis_url),
+        api_port=_free_port(),
         bucket_staging=f"t{tag}-staging",
         bucket_attachments=f"t{tag}-attachments",
         bucket_quarantine=f"t{tag}-quarantine",
