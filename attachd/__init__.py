@@ -1,1 +1,1 @@
-"""attachd: shared pieces of the upload pipeline (settings, errors, CLI) used by api/, workers/ and storage/."""
+"""attachd: what api/, workers/ and storage/ share: settings, errors, clamd client, CLI."""

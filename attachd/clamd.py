@@ -11,12 +11,38 @@ import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from attachd.errors import ScanError, ScanLimitExceeded, ServiceUnavailable
 
 # clamd reports an over-limit file under AlertExceedsMax as a "FOUND" of this family: it is not a
 # virus verdict, and it is never clean.
 _LIMIT_PREFIX = "Heuristics.Limits.Exceeded"
+
+
+@dataclass(frozen=True)
+class EngineVersion:
+    """clamd's VERSION reply, split: 'ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026'. The middle
+    number is the signature database version; it is absent when clamd loaded only unversioned
+    signature files."""
+
+    engine: str
+    signatures: int | None
+    published: datetime | None
+
+    @classmethod
+    def parse(cls, reply: str) -> EngineVersion:
+        parts = reply.split("/")
+        signatures = int(parts[1]) if len(parts) > 1 and parts[1].strip().isdigit() else None
+        published = None
+        if len(parts) > 2:
+            try:
+                published = datetime.strptime(parts[2].strip(), "%a %b %d %H:%M:%S %Y").replace(
+                    tzinfo=UTC
+                )
+            except ValueError:
+                published = None
+        return cls(engine=parts[0].strip(), signatures=signatures, published=published)
 
 
 @dataclass(frozen=True)

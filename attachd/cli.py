@@ -122,9 +122,7 @@ def demo(ctx: _Ctx, tenant: str, username: str) -> None:
     click.echo(f"access token: {token}")
     click.echo(f"profile id:   {profile.id}")
     click.echo("try:")
-    click.echo(
-        f"  curl -F attachment=@picture.png '{base}/uploadAttachment?accessTokenId={token}'"
-    )
+    click.echo(f"  curl -F attachment=@picture.png '{base}/uploadAttachment?accessTokenId={token}'")
     click.echo(f"  curl '{base}/attachments?accessTokenId={token}'")
 
 
@@ -156,20 +154,43 @@ def token() -> None:
     """Access tokens (Crafter's model: per-tenant allowed actions, '*' wildcards, expiry)."""
 
 
-_ACTIONS = ("CREATE_TENANT", "READ_TENANT", "UPDATE_TENANT", "DELETE_TENANT", "MANAGE_PROFILES",
-            "MANAGE_TICKETS", "*")
+_ACTIONS = (
+    "CREATE_TENANT",
+    "READ_TENANT",
+    "UPDATE_TENANT",
+    "DELETE_TENANT",
+    "MANAGE_PROFILES",
+    "MANAGE_TICKETS",
+    "*",
+)
 
 
 @token.command("create")
 @click.option("--application", required=True)
-@click.option("--tenant", "tenants", multiple=True, required=True,
-              help="Tenant name or '*'; repeat for several tenants (same actions for each).")
-@click.option("--action", "actions", multiple=True, required=True,
-              type=click.Choice(_ACTIONS), help="Allowed action; repeatable.")
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    required=True,
+    help="Tenant name or '*'; repeat for several tenants (same actions for each).",
+)
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    required=True,
+    type=click.Choice(_ACTIONS),
+    help="Allowed action; repeatable.",
+)
 @click.option("--master", is_flag=True, help="May administer access tokens.")
-@click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
-                                                       "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M"]),
-              default=None, help="ISO-8601 expiry (UTC when no offset is given).")
+@click.option(
+    "--expires",
+    type=click.DateTime(
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M"]
+    ),
+    default=None,
+    help="ISO-8601 expiry (UTC when no offset is given).",
+)
 @pass_ctx
 def token_create(
     ctx: _Ctx,
@@ -185,7 +206,9 @@ def token_create(
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     permissions = [{"tenant": t, "allowedActions": list(actions)} for t in tenants]
-    click.echo(ctx.records().create_token(application, permissions, master=master, expires_on=expires))
+    click.echo(
+        ctx.records().create_token(application, permissions, master=master, expires_on=expires)
+    )
 
 
 @token.command("list")
@@ -193,7 +216,9 @@ def token_create(
 def token_list(ctx: _Ctx) -> None:
     """Tokens by prefix (ids are stored hashed and cannot be shown again)."""
     for t in ctx.records().list_tokens():
-        perms = "; ".join(f"{p['tenant']}:{','.join(p['allowedActions'])}" for p in t.tenant_permissions)
+        perms = "; ".join(
+            f"{p['tenant']}:{','.join(p['allowedActions'])}" for p in t.tenant_permissions
+        )
         expiry = t.expires_on.isoformat() if t.expires_on else "never"
         click.echo(f"{t.prefix}…  {t.application}  master={t.master}  expires={expiry}  {perms}")
 
@@ -242,8 +267,9 @@ def uploads_show(ctx: _Ctx, upload_id: str) -> None:
 
 @uploads.command("retry")
 @click.argument("upload_id", required=False)
-@click.option("--state", type=click.Choice(["failed"]), default=None,
-              help="Retry every upload in this state.")
+@click.option(
+    "--state", type=click.Choice(["failed"]), default=None, help="Retry every upload in this state."
+)
 @pass_ctx
 def uploads_retry(ctx: _Ctx, upload_id: str | None, state: str | None) -> None:
     """Send a failed upload through the pipeline again."""
@@ -262,6 +288,27 @@ def uploads_retry(ctx: _Ctx, upload_id: str | None, state: str | None) -> None:
 def reconcile(ctx: _Ctx) -> None:
     """Re-send stuck uploads and delete orphaned staged objects, now."""
     click.echo(json.dumps(ctx.pipeline().reconcile()))
+
+
+@cli.command()
+@click.option(
+    "--since",
+    type=int,
+    default=None,
+    help="Rescan files scanned with this signature version or older "
+    "(default: older than clamd's current version).",
+)
+@pass_ctx
+def rescan(ctx: _Ctx, since: int | None) -> None:
+    """Queue attached files for a rescan with the current signatures (throttled by workers)."""
+    pipeline = ctx.pipeline()
+    total = 0
+    while True:
+        queued = pipeline.rescan(since=since, limit=500)
+        total += queued
+        if queued < 500:
+            break
+    click.echo(f"{total} file(s) queued for rescan", err=True)
 
 
 if __name__ == "__main__":

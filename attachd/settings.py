@@ -61,7 +61,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "attachd"
-    s3_secret_key: str = "attachd-secret-key"
+    # The local MinIO that services.sh starts uses this too; production sets its own.
+    s3_secret_key: str = "attachd-secret-key"  # noqa: S105
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     bucket_staging: str = "attachd-staging"
@@ -103,6 +104,9 @@ class Settings:
     max_svg_size: int = 5 * 1024 * 1024
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
     reconcile_after_seconds: int = 300
+    # Rescans after a signature update: files queued per sweep, and Celery's per-worker rate.
+    rescan_batch: int = 200
+    rescan_rate_limit: str = "10/s"
     log_level: str = "INFO"
 
     @classmethod
@@ -144,6 +148,8 @@ class Settings:
             "max_image_pixels": _int,
             "max_svg_size": _size,
             "reconcile_after_seconds": _int,
+            "rescan_batch": _int,
+            "rescan_rate_limit": str,
             "log_level": str,
         }
         values: dict[str, Any] = {}
@@ -184,5 +190,8 @@ class Settings:
         )
         need(self.redis_url.startswith(("redis://", "rediss://")), "REDIS_URL", "must be redis://")
         need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
-        need(self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}, "LOG_LEVEL",
-             "must be DEBUG, INFO, WARNING or ERROR")
+        need(
+            self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+            "LOG_LEVEL",
+            "must be DEBUG, INFO, WARNING or ERROR",
+        )

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, ComposeSource, CopySource, Filter, Tags
+from minio.commonconfig import ENABLED, REPLACE, ComposeSource, CopySource, Filter, Tags
 from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
@@ -87,7 +87,9 @@ class ObjectStore:
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=3.0, read=timeout),
             maxsize=32,
-            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
         )
         client = Minio(
             endpoint,
@@ -147,7 +149,9 @@ class ObjectStore:
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         with _sdk():
-            self.client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            self.client.put_object(
+                bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            )
 
     def copy(
         self,
@@ -168,7 +172,11 @@ class ObjectStore:
             size = self.client.stat_object(src_bucket, src_key).size or 0
             if size <= 5 * 1024**3:
                 self.client.copy_object(
-                    dst_bucket, dst_key, CopySource(src_bucket, src_key), tags=obj_tags
+                    dst_bucket,
+                    dst_key,
+                    CopySource(src_bucket, src_key),
+                    tags=obj_tags,
+                    tagging_directive=REPLACE if obj_tags else None,
                 )
             else:
                 self.client.compose_object(
@@ -217,7 +225,9 @@ class ObjectStore:
             response.close()
             response.release_conn()
 
-    def open_reader(self, bucket: str, key: str, size: int, buffer_size: int = 1024 * 1024) -> BinaryIO:
+    def open_reader(
+        self, bucket: str, key: str, size: int, buffer_size: int = 1024 * 1024
+    ) -> BinaryIO:
         """A seekable, buffered file object over the object using ranged GETs: lets Pillow and
         libmagic read a staged file without a local copy or holding it whole in memory."""
         raw = _RangeReader(self, bucket, key, size)

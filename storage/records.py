@@ -109,6 +109,8 @@ class Upload:
     quarantine_key: str | None
     signature: str | None
     engine_version: str | None
+    signature_version: int | None
+    rescan_queued_version: int | None
     attempts: int
     created_at: datetime
     updated_at: datetime
@@ -140,9 +142,7 @@ _DATETIME_FIELDS = {"created_at", "updated_at", "scanned_at", "verified_at", "fi
 
 def _upload(row: Any) -> Upload:
     m = row._mapping
-    return Upload(
-        **{k: (_aware(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS}
-    )
+    return Upload(**{k: (_aware(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS})
 
 
 def _attachment(row: Any) -> Attachment:
@@ -224,7 +224,9 @@ class RecordStore:
 
     def tenant_exists(self, name: str) -> bool:
         with self._tx() as conn:
-            return conn.execute(select(tenants.c.id).where(tenants.c.name == name)).first() is not None
+            return (
+                conn.execute(select(tenants.c.id).where(tenants.c.name == name)).first() is not None
+            )
 
     def list_tenants(self) -> list[str]:
         with self._tx() as conn:
@@ -286,11 +288,15 @@ class RecordStore:
         """Revoke by full id, or by the 8-character prefix `token list` shows when it is unique."""
         t = schema.access_tokens
         with self._tx() as conn:
-            result = conn.execute(delete(t).where(t.c.id_sha256 == token_digest(token_id_or_prefix)))
+            result = conn.execute(
+                delete(t).where(t.c.id_sha256 == token_digest(token_id_or_prefix))
+            )
             if result.rowcount:
                 return result.rowcount
             if len(token_id_or_prefix) == 8:
-                matches = conn.execute(select(t.c.id_sha256).where(t.c.prefix == token_id_or_prefix)).all()
+                matches = conn.execute(
+                    select(t.c.id_sha256).where(t.c.prefix == token_id_or_prefix)
+                ).all()
                 if len(matches) == 1:
                     return conn.execute(delete(t).where(t.c.id_sha256 == matches[0][0])).rowcount
                 if len(matches) > 1:
@@ -508,6 +514,68 @@ class RecordStore:
             upload_id, schema.ATTACHED, schema.SUPERSEDED, reason=reason, object_key=None
         )
 
+    def detach_infected(self, upload_id: str, **values: Any) -> bool:
+        """attached → infected on a rescan, and stop serving it, in one transaction."""
+        now = utcnow()
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.state == schema.ATTACHED)
+                .values(
+                    state=schema.INFECTED,
+                    object_key=None,
+                    updated_at=now,
+                    finished_at=now,
+                    **values,
+                )
+            ).rowcount
+            if changed == 1:
+                conn.execute(
+                    update(attachments)
+                    .where(attachments.c.current_upload_id == upload_id)
+                    .values(current_upload_id=None)
+                )
+        return changed == 1
+
+    def clear_current(self, attachment_id: str, upload_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(attachments)
+                .where(
+                    attachments.c.id == attachment_id, attachments.c.current_upload_id == upload_id
+                )
+                .values(current_upload_id=None)
+            )
+
+    def rescan_candidates(self, below: int, limit: int) -> list[Upload]:
+        """Attached files scanned with a signature version lower than `below` (or unknown) and
+        not yet queued for a rescan at that version."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(uploads)
+                .where(
+                    uploads.c.state == schema.ATTACHED,
+                    or_(uploads.c.signature_version.is_(None), uploads.c.signature_version < below),
+                    or_(
+                        uploads.c.rescan_queued_version.is_(None),
+                        uploads.c.rescan_queued_version < below,
+                    ),
+                )
+                .order_by(uploads.c.seq)
+                .limit(limit)
+            ).all()
+        return [_upload(r) for r in rows]
+
+    def mark_rescan_queued(self, upload_ids: Sequence[str], version: int) -> None:
+        if not upload_ids:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                update(uploads)
+                .where(uploads.c.id.in_(list(upload_ids)))
+                .values(rescan_queued_version=version)
+            )
+
     def get_attachment(self, attachment_id: str) -> Attachment | None:
         with self._tx() as conn:
             row = conn.execute(select(attachments).where(attachments.c.id == attachment_id)).first()
@@ -517,7 +585,8 @@ class RecordStore:
         """By fileName or by the 24-hex id, as Crafter clients use either."""
         with self._tx() as conn:
             row = conn.execute(
-                select(attachments).where(
+                select(attachments)
+                .where(
                     attachments.c.profile_id == profile_id,
                     or_(attachments.c.file_name == name_or_id, attachments.c.id == name_or_id),
                 )
@@ -550,7 +619,9 @@ class RecordStore:
         """Delete the attachment and all its uploads; returns them so the caller can delete
         every object they point at."""
         with self._tx() as conn:
-            rows = conn.execute(select(uploads).where(uploads.c.attachment_id == attachment_id)).all()
+            rows = conn.execute(
+                select(uploads).where(uploads.c.attachment_id == attachment_id)
+            ).all()
             conn.execute(delete(uploads).where(uploads.c.attachment_id == attachment_id))
             conn.execute(delete(attachments).where(attachments.c.id == attachment_id))
         return [_upload(r) for r in rows]
@@ -584,7 +655,9 @@ class RecordStore:
 
     def count_by_state(self) -> dict[str, int]:
         with self._tx() as conn:
-            rows = conn.execute(select(uploads.c.state, func.count()).group_by(uploads.c.state)).all()
+            rows = conn.execute(
+                select(uploads.c.state, func.count()).group_by(uploads.c.state)
+            ).all()
         counts = dict.fromkeys(schema.STATES, 0)
         counts.update({state: n for state, n in rows})
         return counts

@@ -79,7 +79,9 @@ uploads = Table(
     "uploads",
     metadata,
     # Monotonic order of uploads, so a late-finishing older upload never replaces a newer one.
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("id", String(32), nullable=False, unique=True),
     Column(
         "attachment_id",
@@ -101,6 +103,9 @@ uploads = Table(
     Column("quarantine_key", String(1024), nullable=True),
     Column("signature", String(255), nullable=True),
     Column("engine_version", String(255), nullable=True),
+    # The signature database version of the last scan, and the one a rescan was queued for.
+    Column("signature_version", Integer, nullable=True),
+    Column("rescan_queued_version", Integer, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -109,6 +114,7 @@ uploads = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Index("ix_uploads_state_updated", "state", "updated_at"),
     Index("ix_uploads_attachment", "attachment_id"),
+    Index("ix_uploads_state_sigver", "state", "signature_version"),
 )
 
 STAGED = "staged"

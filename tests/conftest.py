@@ -21,13 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The EICAR test string: the only "malware" this project ever uses. Assembled at run time so the
 # repository holds no file any scanner would flag.
-EICAR = (
-    b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$"
-    + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-)
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
-def png_bytes(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def png_bytes(
+    width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -118,8 +117,9 @@ def settings(services_up: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 def postgres_url() -> str:
     url = os.environ.get("ATTACHD_TEST_POSTGRES_URL")
     if not url:
-        pytest.fail("ATTACHD_TEST_POSTGRES_URL is not set: run the tests with `make test`",
-                    pytrace=False)
+        pytest.fail(
+            "ATTACHD_TEST_POSTGRES_URL is not set: run the tests with `make test`", pytrace=False
+        )
     return url
 
 
@@ -140,7 +140,11 @@ def objects(settings: Settings) -> Iterator[object]:
     )
     store.ensure_buckets(settings.staging_expiry_days)
     yield store
-    for bucket in (settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine):
+    for bucket in (
+        settings.bucket_staging,
+        settings.bucket_attachments,
+        settings.bucket_quarantine,
+    ):
         for key, _ in store.list_keys(bucket):
             store.delete(bucket, key)
         store.client.remove_bucket(bucket)

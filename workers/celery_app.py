@@ -14,9 +14,20 @@ SCAN = "attachd.scan"
 VERIFY = "attachd.verify"
 ATTACH = "attachd.attach"
 RECONCILE = "attachd.reconcile"
+RESCAN = "attachd.rescan"
+RESCAN_FILE = "attachd.rescan_file"
 
 QUEUES = ("scan", "verify", "attach", "maintenance")
-ROUTES = {SCAN: "scan", VERIFY: "verify", ATTACH: "attach", RECONCILE: "maintenance"}
+# Rescans share the maintenance queue: they are throttled background work, never in the way of
+# new uploads on `scan`.
+ROUTES = {
+    SCAN: "scan",
+    VERIFY: "verify",
+    ATTACH: "attach",
+    RECONCILE: "maintenance",
+    RESCAN: "maintenance",
+    RESCAN_FILE: "maintenance",
+}
 
 # The longest task (a multi-GiB scan) must finish well inside the broker's visibility timeout,
 # or Redis would hand the same message to a second worker while the first still runs it.
@@ -55,6 +66,8 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": 60.0},
+            # Picks up a new signature version within minutes; each sweep queues a bounded batch.
+            "rescan": {"task": RESCAN, "schedule": 300.0},
         },
         timezone="UTC",
     )

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from attachd.clamd import ClamdClient
+from attachd.clamd import ClamdClient, EngineVersion
 from attachd.errors import ObjectMissing, ScanLimitExceeded
 from storage import schema
 from storage.objects import ObjectStore, attachment_key
 from storage.records import RecordStore, Upload, utcnow
 from workers import typecheck
-from workers.celery_app import ATTACH, SCAN, VERIFY
+from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,8 @@ class Pipeline:
         # ServiceUnavailable and ScanError propagate: the task retries them with backoff.
         now = self.clock()
         if result.infected:
-            qkey = up.id
-            self.objects.copy(
-                self.buckets.staging,
-                up.staging_key,
-                self.buckets.quarantine,
-                qkey,
-                tags={
-                    "result": "infected",
-                    "signature": _tag(result.signature or "unknown"),
-                    "scanned-at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "upload-id": up.id,
-                },
+            qkey = self._quarantine(
+                self.buckets.staging, up.staging_key, up.id, result.signature, now
             )
             if self.records.transition(
                 upload_id,
@@ -93,6 +83,7 @@ class Pipeline:
                 reason=f"infected: {result.signature}",
                 signature=result.signature,
                 engine_version=result.engine_version,
+                signature_version=EngineVersion.parse(result.engine_version).signatures,
                 quarantine_key=qkey,
                 staging_key=None,
                 scanned_at=now,
@@ -105,6 +96,7 @@ class Pipeline:
             schema.SCANNING,
             schema.VERIFYING,
             engine_version=result.engine_version,
+            signature_version=EngineVersion.parse(result.engine_version).signatures,
             scanned_at=now,
         ):
             self.send(VERIFY, upload_id)
@@ -131,10 +123,16 @@ class Pipeline:
             except ObjectMissing:
                 return self._fail(up, "the staged file is missing from object storage")
             if not verdict.ok:
-                return self._refuse(up, schema.VERIFYING, verdict.reason or "content check failed",
-                                    detected_type=verdict.detected_type)
+                return self._refuse(
+                    up,
+                    schema.VERIFYING,
+                    verdict.reason or "content check failed",
+                    detected_type=verdict.detected_type,
+                )
             if not self.records.update_upload(
-                upload_id, schema.VERIFYING, verified_at=self.clock(),
+                upload_id,
+                schema.VERIFYING,
+                verified_at=self.clock(),
                 detected_type=verdict.detected_type,
             ):
                 current = self.records.get_upload(upload_id)
@@ -180,6 +178,95 @@ class Pipeline:
         log.info("upload %s attached as %s", upload_id, key)
         return schema.ATTACHED
 
+    def _quarantine(
+        self, bucket: str, key: str, upload_id: str, signature: str | None, when: datetime
+    ) -> str:
+        """Copy the file into quarantine, tagged with the verdict, before anything else forgets
+        it: the evidence outlives the staged or attached copy."""
+        qkey = upload_id
+        self.objects.copy(
+            bucket,
+            key,
+            self.buckets.quarantine,
+            qkey,
+            tags={
+                "result": "infected",
+                "signature": _tag(signature or "unknown"),
+                "scanned-at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "upload-id": upload_id,
+            },
+        )
+        return qkey
+
+    # --- rescan -------------------------------------------------------------------------------
+
+    def current_signatures(self) -> int | None:
+        return EngineVersion.parse(self.scanner.version()).signatures
+
+    def rescan(self, since: int | None = None, limit: int = 200) -> int:
+        """Queue rescans of attached files checked against older signatures: those scanned with
+        a version lower than clamd's current one, or with `since` or lower when given. Each file
+        is queued once per version, so a throttled sweep can run often."""
+        current = self.current_signatures()
+        below = since + 1 if since is not None else current
+        if below is None:
+            log.info("rescan: clamd reports no signature version; nothing to compare against")
+            return 0
+        batch = self.records.rescan_candidates(below, limit)
+        self.records.mark_rescan_queued([u.id for u in batch], below)
+        for up in batch:
+            self.send(RESCAN_FILE, up.id)
+        return len(batch)
+
+    def rescan_file(self, upload_id: str) -> str | None:
+        """Scan an attached file again. A new detection quarantines it and stops serving it."""
+        up = self.records.get_upload(upload_id)
+        if up is None or up.state != schema.ATTACHED or up.object_key is None:
+            return up.state if up else None
+        try:
+            result = self.scanner.instream(
+                self.objects.iter_range(self.buckets.attachments, up.object_key)
+            )
+        except ObjectMissing:
+            return self._fail_attached(up, "the attached file is missing from object storage")
+        except ScanLimitExceeded as exc:
+            # Under today's limits it cannot be scanned whole: it is no longer known to be clean.
+            return self._fail_attached(up, f"too large to rescan ({exc})", state=schema.REJECTED)
+        now = self.clock()
+        version = EngineVersion.parse(result.engine_version).signatures
+        if not result.infected:
+            self.records.update_upload(
+                upload_id,
+                schema.ATTACHED,
+                engine_version=result.engine_version,
+                signature_version=version,
+                scanned_at=now,
+            )
+            return schema.ATTACHED
+        qkey = self._quarantine(
+            self.buckets.attachments, up.object_key, up.id, result.signature, now
+        )
+        if self.records.detach_infected(
+            upload_id,
+            reason=f"infected on rescan with signatures {version}: {result.signature}",
+            signature=result.signature,
+            engine_version=result.engine_version,
+            signature_version=version,
+            quarantine_key=qkey,
+            scanned_at=now,
+        ):
+            log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
+        self.objects.delete(self.buckets.attachments, up.object_key)
+        return schema.INFECTED
+
+    def _fail_attached(self, up: Upload, reason: str, state: str = schema.FAILED) -> str:
+        # Leaving `attached` always means: no longer served.
+        self.records.transition(up.id, schema.ATTACHED, state, reason=reason)
+        attachment = self.records.get_attachment(up.attachment_id)
+        if attachment and attachment.current_upload_id == up.id:
+            self.records.clear_current(up.attachment_id, up.id)
+        return state
+
     # --- failure ------------------------------------------------------------------------------
 
     def fail(self, upload_id: str, reason: str) -> None:
@@ -213,8 +300,14 @@ class Pipeline:
         if not self.objects.exists(self.buckets.staging, up.staging_key):
             return False
         if self.records.transition(
-            upload_id, schema.FAILED, schema.STAGED, reason=None, finished_at=None,
-            scanned_at=None, verified_at=None, attempts=0,
+            upload_id,
+            schema.FAILED,
+            schema.STAGED,
+            reason=None,
+            finished_at=None,
+            scanned_at=None,
+            verified_at=None,
+            attempts=0,
         ):
             self.send(SCAN, upload_id)
             return True

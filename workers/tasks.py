@@ -17,7 +17,7 @@ from attachd.errors import ScanError, ServiceUnavailable
 from attachd.settings import Settings
 from storage.objects import Buckets, ObjectStore
 from storage.records import RecordStore
-from workers.celery_app import ATTACH, RECONCILE, ROUTES, SCAN, VERIFY
+from workers.celery_app import ATTACH, RECONCILE, RESCAN, RESCAN_FILE, ROUTES, SCAN, VERIFY
 from workers.pipeline import Limits, Pipeline
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,16 @@ def register(app: Celery, settings: Settings) -> None:
         try:
             return getattr(pipeline(), step)(upload_id)
         except TRANSIENT as exc:
-            if task.request.retries >= MAX_RETRIES:
-                pipeline().fail(upload_id, f"{step} gave up after {MAX_RETRIES} retries: {exc}")
-                return "failed"
-            countdown = min(2 ** task.request.retries, 60)
-            log.warning("%s %s: %s; retry in %ss", step, upload_id, exc, countdown)
-            raise task.retry(exc=exc, countdown=countdown) from exc
+            if task.request.retries < MAX_RETRIES:
+                countdown = min(2**task.request.retries, 60)
+                log.warning("%s %s: %s; retry in %ss", step, upload_id, exc, countdown)
+                raise task.retry(exc=exc, countdown=countdown) from exc
+            if step == "rescan_file":
+                # An attached file stays attached; the next sweep queues it again.
+                log.error("rescan of %s gave up: %s", upload_id, exc)
+                return None
+            pipeline().fail(upload_id, f"{step} gave up after {MAX_RETRIES} retries: {exc}")
+            return "failed"
 
     options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
 
@@ -84,8 +88,23 @@ def register(app: Celery, settings: Settings) -> None:
     def attach(self: Task, upload_id: str) -> Any:
         return run_step(self, "attach", upload_id)
 
+    # Throttled: a new signature version must not turn into a scan storm on the fleet.
+    @app.task(name=RESCAN_FILE, rate_limit=settings.rescan_rate_limit, **options)
+    def rescan_file(self: Task, upload_id: str) -> Any:
+        return run_step(self, "rescan_file", upload_id)
+
     @app.task(name=RECONCILE, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
     def reconcile(self: Task) -> Any:
         result = pipeline().reconcile()
         log.info("reconcile: %s", result)
         return result
+
+    @app.task(name=RESCAN, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
+    def rescan(self: Task, since: int | None = None) -> Any:
+        try:
+            queued = pipeline().rescan(since=since, limit=settings.rescan_batch)
+        except TRANSIENT as exc:  # clamd down: the next beat tick tries again
+            log.warning("rescan sweep skipped: %s", exc)
+            return 0
+        log.info("rescan: %d file(s) queued", queued)
+        return queued

@@ -19,7 +19,7 @@
 #   ATTACHD_REDIS_PORT=6379
 #   ATTACHD_MINIO_PORT=9000  ATTACHD_MINIO_CONSOLE_PORT=9001
 #   ATTACHD_S3_ACCESS_KEY=attachd  ATTACHD_S3_SECRET_KEY=attachd-secret-key   (MinIO root user/password)
-#   ATTACHD_CLAMD_PORT=3310
+#   ATTACHD_CLAMD_PORT=3310  ATTACHD_CLAMD_MAX_SIZE=4000M (stream/file/scan size limits)
 #   ATTACHD_PG_PORT=5432  ATTACHD_PG_DATABASE=attachd   (superuser `postgres`, trust auth on 127.0.0.1)
 #   ATTACHD_START_TIMEOUT=60        seconds to wait for a service to answer
 #   ATTACHD_CLAMD_START_TIMEOUT=180 same for clamd (a full freshclam DB takes a while to load)
@@ -47,6 +47,8 @@ MINIO_CONSOLE_PORT=${ATTACHD_MINIO_CONSOLE_PORT:-9001}
 S3_ACCESS_KEY=${ATTACHD_S3_ACCESS_KEY:-attachd}
 S3_SECRET_KEY=${ATTACHD_S3_SECRET_KEY:-attachd-secret-key}
 CLAMD_PORT=${ATTACHD_CLAMD_PORT:-3310}
+# clamd's StreamMaxLength/MaxFileSize/MaxScanSize; tests lower it to see over-limit files refused.
+CLAMD_MAX_SIZE=${ATTACHD_CLAMD_MAX_SIZE:-4000M}
 PG_PORT=${ATTACHD_PG_PORT:-5432}
 PG_DATABASE=${ATTACHD_PG_DATABASE:-attachd}
 START_TIMEOUT=${ATTACHD_START_TIMEOUT:-60}
@@ -338,6 +340,7 @@ clamd_render_conf() {
         line=${line//@CLAMD_TMP_DIR@/"$CLAMD_DIR/tmp"}
         line=${line//@CLAMD_PID_FILE@/"$(pid_file clamd)"}
         line=${line//@CLAMD_LOG_FILE@/"$(log_file clamd)"}
+        line=${line//@CLAMD_MAX_SIZE@/"$CLAMD_MAX_SIZE"}
         out+="$line"$'\n'
     done <"$DEPLOY_DIR/clamav/clamd.conf.in"
     if [[ $out == *@CLAMD_*@* ]]; then
@@ -359,8 +362,8 @@ clamd_start() {
     # Seed the test DB only into an empty DB dir: tests add their own signatures there and a
     # production-like setup may have freshclam feeding it.
     if ! clamd_db_has_signatures "$CLAMD_DIR/db"; then
-        slog clamd "seeding $CLAMD_DIR/db from deploy/clamav/db/"
-        cp -n "$DEPLOY_DIR"/clamav/db/* "$CLAMD_DIR/db/" || return 1
+        slog clamd "seeding $CLAMD_DIR/db with the test signatures (deploy/clamav/signatures/)"
+        "$DEPLOY_DIR/clamav/build-db.sh" "$CLAMD_DIR/db" 1 || return 1
     fi
     clamd_render_conf || return 1
     # clamd in the foreground echoes its log to stdout too; LogFile already has it.

@@ -52,13 +52,16 @@ class Stack:
             if state in states:
                 return state
             time.sleep(0.1)
-        raise AssertionError(f"upload {upload_id} still {state} after {timeout}s; logs in {self.log_dir}")
+        raise AssertionError(
+            f"upload {upload_id} still {state} after {timeout}s; logs in {self.log_dir}"
+        )
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -78,28 +81,59 @@ def records(settings: Settings) -> RecordStore:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings, records: RecordStore, objects: object,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    settings: Settings,
+    records: RecordStore,
+    objects: object,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     log_dir = tmp_path_factory.mktemp("logs")
     env = settings_env(settings)
     env["PYTHONUNBUFFERED"] = "1"
     bindir = Path(sys.executable).parent
-    api = _start([str(bindir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
-                 env, log_dir / "api.log")
+    api = _start(
+        [str(bindir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
+        env,
+        log_dir / "api.log",
+    )
     worker = _start(
-        [str(bindir / "celery"), "-A", "workers.app", "worker", "--loglevel=INFO",
-         "-Q", "scan,verify,attach,maintenance", "--concurrency=2",
-         f"--hostname=test-{os.getpid()}@%h"],
-        env, log_dir / "worker.log",
+        [
+            str(bindir / "celery"),
+            "-A",
+            "workers.app",
+            "worker",
+            "--loglevel=INFO",
+            "-Q",
+            "scan,verify,attach,maintenance",
+            "--concurrency=2",
+            f"--hostname=test-{os.getpid()}@%h",
+        ],
+        env,
+        log_dir / "worker.log",
     )
     try:
         _wait_for_api(api, f"http://{settings.api_host}:{settings.api_port}", log_dir)
-        yield Stack(settings=settings, records=records,
-                    base_url=f"http://{settings.api_host}:{settings.api_port}", env=env,
-                    log_dir=log_dir)
+        wait_for_worker(worker, log_dir / "worker.log")
+        yield Stack(
+            settings=settings,
+            records=records,
+            base_url=f"http://{settings.api_host}:{settings.api_port}",
+            env=env,
+            log_dir=log_dir,
+        )
     finally:
         _stop(api)
         _stop(worker)
+
+
+def wait_for_worker(worker: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """A worker that failed to import must fail the session at once, not as a 30 s timeout in
+    the first test that waits for a state."""
+    deadline = time.monotonic() + timeout
+    while b" ready." not in log.read_bytes():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"celery worker did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def _wait_for_api(api: subprocess.Popen[bytes], base: str, log_dir: Path) -> None:

@@ -35,7 +35,10 @@ def test_png_upload_is_scanned_verified_and_attached(stack: Stack, tenant: Tenan
     assert attachment is not None and attachment.id == body["id"]
     latest = stack.records.latest_upload(attachment.id)
     assert latest is not None
-    assert stack.wait_for_state(latest.id, ("attached", "infected", "rejected", "failed")) == "attached"
+    assert (
+        stack.wait_for_state(latest.id, ("attached", "infected", "rejected", "failed"))
+        == "attached"
+    )
 
     attached = stack.records.get_upload(latest.id)
     assert attached is not None and attached.object_key is not None

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, services_up: object) -> Iterator[RecordStore]:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, services_up: object
+) -> Iterator[RecordStore]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'records.db'}"
     else:
@@ -46,15 +48,24 @@ def _has_schema(url: str) -> bool:
 def _profile(store: RecordStore, tenant: str = "acme") -> str:
     if not store.tenant_exists(tenant):
         store.create_tenant(tenant)
-    return store.create_profile(tenant, "u-" + uuid.uuid4().hex[:6], "u@example.com", enabled=True).id
+    return store.create_profile(
+        tenant, "u-" + uuid.uuid4().hex[:6], "u@example.com", enabled=True
+    ).id
 
 
 def _record(store: RecordStore, profile_id: str, name: str = "pic") -> tuple[str, str]:
     upload_id = uuid.uuid4().hex
     att, up = store.record_upload(
-        upload_id=upload_id, profile_id=profile_id, file_name=name, original_name=name + ".png",
-        md5="0" * 32, sha256="0" * 64, size=10, declared_type="image/png",
-        sniffed_type="image/png", staging_key=f"uploads/{upload_id}",
+        upload_id=upload_id,
+        profile_id=profile_id,
+        file_name=name,
+        original_name=name + ".png",
+        md5="0" * 32,
+        sha256="0" * 64,
+        size=10,
+        declared_type="image/png",
+        sniffed_type="image/png",
+        staging_key=f"uploads/{upload_id}",
     )
     assert up.state == schema.STAGED
     return att.id, up.id

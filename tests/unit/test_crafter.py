@@ -32,15 +32,39 @@ def test_file_size_matches_crafters_table(size: int, expected: str) -> None:
 
 def test_attachment_json_has_exactly_crafters_fields() -> None:
     now = datetime.now(UTC)
-    att = Attachment(id="a" * 24, profile_id="b" * 24, file_name="picture1",
-                     current_upload_id=None, created_at=now)
+    att = Attachment(
+        id="a" * 24,
+        profile_id="b" * 24,
+        file_name="picture1",
+        current_upload_id=None,
+        created_at=now,
+    )
     up = Upload(
-        seq=1, id="c" * 32, attachment_id=att.id, state="staged", reason=None,
-        original_name="picture1.jpg", md5="498a1e16be56873ef53a1a61295d1781", sha256="0" * 64,
-        size=23193, declared_type="image/jpeg", sniffed_type="image/jpeg", detected_type=None,
-        staging_key="k", object_key=None, quarantine_key=None, signature=None,
-        engine_version=None, attempts=0, created_at=now, updated_at=now, scanned_at=None,
-        verified_at=None, finished_at=None,
+        seq=1,
+        id="c" * 32,
+        attachment_id=att.id,
+        state="staged",
+        reason=None,
+        original_name="picture1.jpg",
+        md5="498a1e16be56873ef53a1a61295d1781",
+        sha256="0" * 64,
+        size=23193,
+        declared_type="image/jpeg",
+        sniffed_type="image/jpeg",
+        detected_type=None,
+        staging_key="k",
+        object_key=None,
+        quarantine_key=None,
+        signature=None,
+        engine_version=None,
+        signature_version=None,
+        rescan_queued_version=None,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        scanned_at=None,
+        verified_at=None,
+        finished_at=None,
     )
     assert attachment_json(att, up) == {
         "md5": "498a1e16be56873ef53a1a61295d1781",
