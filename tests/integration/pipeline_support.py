@@ -1,0 +1,222 @@
+"""A private pipeline for fault tests: its own clamd (which a test may stop, restart with other
+limits, or feed new signatures), its own Celery worker (which a test may stop or kill), its own
+buckets, SQLite file and Redis database — so faults never touch the shared test services."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+
+from attachd.clamd import ClamdClient
+from attachd.settings import Settings
+from storage.migrate import upgrade
+from storage.objects import Buckets, ObjectStore, staging_key
+from storage.records import RecordStore
+from tests.conftest import REPO, _free_port, _session_redis_url
+from tests.integration.conftest import settings_env, wait_for_worker
+from workers.celery_app import ROUTES, SCAN, make_celery
+from workers.tasks import build_pipeline
+
+SERVICES = REPO / "deploy" / "scripts" / "services.sh"
+TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
+
+
+class PrivateStack:
+    def __init__(self, base: Settings, workdir: Path) -> None:
+        self.workdir = workdir
+        self.clamd_port = _free_port()
+        tag = secrets.token_hex(3)
+        self.settings = replace(
+            base,
+            var_dir=workdir,
+            database_url=f"sqlite:///{workdir / 'attachd.db'}",
+            redis_url=_session_redis_url(base.redis_url),
+            clamd_port=self.clamd_port,
+            bucket_staging=f"p{tag}-staging",
+            bucket_attachments=f"p{tag}-attachments",
+            bucket_quarantine=f"p{tag}-quarantine",
+            reconcile_after_seconds=0,
+        )
+        self.env = settings_env(self.settings)
+        self.env["PYTHONUNBUFFERED"] = "1"
+        upgrade(self.settings.database_url)
+        self.records = RecordStore.from_url(self.settings.database_url)
+        self.objects = ObjectStore.connect(
+            self.settings.s3_endpoint,
+            self.settings.s3_access_key,
+            self.settings.s3_secret_key,
+            Buckets(
+                self.settings.bucket_staging,
+                self.settings.bucket_attachments,
+                self.settings.bucket_quarantine,
+            ),
+        )
+        self.objects.ensure_buckets(1)
+        self.celery = make_celery(self.settings)
+        self.pipeline = build_pipeline(self.settings, self.celery)
+        self.clamd = ClamdClient("127.0.0.1", self.clamd_port, timeout=10)
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_log = workdir / "worker-0.log"
+        self._worker_logs = 0
+
+    # --- clamd ------------------------------------------------------------------------------
+
+    def _services(self, action: str, max_size: str = "4000M") -> None:
+        env = dict(os.environ)
+        env.update(
+            ATTACHD_VAR_DIR=str(self.workdir / "svc"),
+            ATTACHD_CLAMD_PORT=str(self.clamd_port),
+            ATTACHD_CLAMD_MAX_SIZE=max_size,
+        )
+        subprocess.run(
+            ["bash", str(SERVICES), action, "clamd"], env=env, check=True, capture_output=True
+        )
+
+    def start_clamd(self, max_size: str = "4000M") -> None:
+        self._services("start", max_size)
+
+    def stop_clamd(self) -> None:
+        self._services("stop")
+
+    @property
+    def clamd_db(self) -> Path:
+        return self.workdir / "svc" / "clamd" / "db"
+
+    def publish_signatures(self, version: int, extra: Path) -> None:
+        """What freshclam does in production: a new database version lands, clamd reloads."""
+        subprocess.run(
+            [
+                str(REPO / "deploy" / "clamav" / "build-db.sh"),
+                str(self.clamd_db),
+                str(version),
+                str(extra),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.clamd.reload()
+        deadline = time.monotonic() + 30
+        while f"/{version}/" not in self.clamd.version():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"clamd did not load signature version {version}")
+            time.sleep(0.2)
+
+    # --- worker -----------------------------------------------------------------------------
+
+    def start_worker(self, concurrency: int = 2) -> None:
+        assert self.worker is None
+        self._worker_logs += 1
+        log = self.worker_log = self.workdir / f"worker-{self._worker_logs}.log"
+        with open(log, "wb") as handle:
+            self.worker = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "celery"),
+                    "-A",
+                    "workers.app",
+                    "worker",
+                    "--loglevel=INFO",
+                    "-Q",
+                    ",".join(sorted(set(ROUTES.values()))),
+                    f"--concurrency={concurrency}",
+                    f"--hostname=private-{uuid.uuid4().hex[:6]}@%h",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_worker(self.worker, log)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            if self.worker.poll() is None:
+                self.worker.terminate()
+                try:
+                    self.worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.worker.pid, signal.SIGKILL)
+                    self.worker.wait()
+            self.worker = None
+
+    def pool_children(self) -> list[int]:
+        assert self.worker is not None
+        out = subprocess.run(["pgrep", "-P", str(self.worker.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def flush_broker(self) -> None:
+        """Redis restarted empty: every queued message is gone."""
+        client = redis.Redis.from_url(self.settings.redis_url)
+        client.flushdb()
+        client.close()
+
+    # --- uploads ----------------------------------------------------------------------------
+
+    def submit(self, name: str, data: bytes, declared: str, profile_id: str) -> str:
+        """Exactly what the API does after its own checks: stage, record, then enqueue. Used to
+        feed the workers content the API's head check would refuse, to prove the workers refuse
+        it too (defence in depth)."""
+        import hashlib
+        import io
+
+        upload_id = uuid.uuid4().hex
+        key = staging_key(upload_id)
+        self.objects.put_stream(
+            self.settings.bucket_staging, key, io.BytesIO(data), declared, 5 * 1024 * 1024
+        )
+        self.records.record_upload(
+            upload_id=upload_id,
+            profile_id=profile_id,
+            file_name=name.rsplit(".", 1)[0],
+            original_name=name,
+            md5=hashlib.md5(data).hexdigest(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            declared_type=declared,
+            sniffed_type=None,
+            staging_key=key,
+        )
+        self.send(SCAN, upload_id)
+        return upload_id
+
+    def send(self, task: str, upload_id: str) -> None:
+        self.celery.send_task(task, args=[upload_id], queue=ROUTES[task])
+
+    def profile(self) -> str:
+        tenant = "p-" + secrets.token_hex(3)
+        self.records.create_tenant(tenant)
+        return self.records.create_profile(tenant, "bob", "bob@example.com", enabled=True).id
+
+    def wait(self, upload_id: str, states: tuple[str, ...] = TERMINAL, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            up = self.records.get_upload(upload_id)
+            state = up.state if up else None
+            if state in states:
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"upload {upload_id} still {state} after {timeout}s ({self.workdir})")
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.stop_clamd()
+        self.celery.close()
+        for bucket in (
+            self.settings.bucket_staging,
+            self.settings.bucket_attachments,
+            self.settings.bucket_quarantine,
+        ):
+            for key, _ in self.objects.list_keys(bucket):
+                self.objects.delete(bucket, key)
+            self.objects.client.remove_bucket(bucket)
+        self.records.engine.dispose()
