@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from attachd.settings import Settings
 from tests.conftest import png_bytes
@@ -127,9 +128,8 @@ def test_over_clamds_limits_is_rejected_never_clean(private: PrivateStack) -> No
 def test_signature_added_after_attach_rescan_quarantines(private: PrivateStack) -> None:
     profile = private.profile()
     marker = os.urandom(16).hex().encode()
-    data = png_bytes() + b""  # a clean image now...
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(buf, "PNG", pnginfo=_text_chunk(marker))
+    buf = io.BytesIO()  # a clean image now...
+    Image.open(io.BytesIO(png_bytes())).save(buf, "PNG", pnginfo=_text_chunk(marker))
     data = buf.getvalue()
     private.start_worker()
     upload_id = private.submit("later.png", data, "image/png", profile)
@@ -155,9 +155,7 @@ def test_signature_added_after_attach_rescan_quarantines(private: PrivateStack) 
     assert tags["result"] == "infected"
 
 
-def _text_chunk(marker: bytes):  # noqa: ANN202 - PngInfo
-    from PIL.PngImagePlugin import PngInfo
-
+def _text_chunk(marker: bytes) -> PngInfo:
     info = PngInfo()
     info.add_text("Comment", marker.decode())
     return info
