@@ -159,3 +159,24 @@ def _text_chunk(marker: bytes) -> PngInfo:
     info = PngInfo()
     info.add_text("Comment", marker.decode())
     return info
+
+
+def test_reconcile_deletes_staged_objects_without_a_record(private: PrivateStack) -> None:
+    profile = private.profile()
+    private.start_worker()
+    kept = private.submit("kept.png", png_bytes(), "image/png", profile)
+    assert private.wait(kept) == "attached"
+    bucket = private.settings.bucket_staging
+    private.objects.put_bytes(bucket, "uploads/orphan", b"left by a crashed request", "x/y")
+    private.stop_worker()
+    pending = private.submit("pending.png", png_bytes(), "image/png", profile)
+    result = private.pipeline.reconcile()
+    assert result["orphans_deleted"] == 1
+    assert [k for k, _ in private.objects.list_keys(bucket)] == [f"uploads/{pending}"]
+
+
+def test_staging_has_a_lifecycle_rule_as_the_last_backstop(private: PrivateStack) -> None:
+    config = private.objects.client.get_bucket_lifecycle(private.settings.bucket_staging)
+    assert config is not None
+    [rule] = config.rules
+    assert rule.status == "Enabled" and rule.expiration.days == 1
