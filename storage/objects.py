@@ -17,7 +17,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, REPLACE, ComposeSource, CopySource, Filter, Tags
 from minio.error import MinioException, S3Error
-from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, Expiration, LifecycleConfig, Rule
 
 from attachd.errors import ObjectMissing, ServiceUnavailable
 
@@ -112,7 +112,9 @@ class ObjectStore:
                     except S3Error as exc:
                         if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                             raise
-            # The last backstop against staging leaks: whatever the reconciler misses expires.
+            # The last backstop against staging leaks: whatever the reconciler misses expires, and
+            # so do the parts of a multipart upload whose abort never reached MinIO (the API
+            # process died, or MinIO was down when the request failed).
             self.client.set_bucket_lifecycle(
                 self.buckets.staging,
                 LifecycleConfig(
@@ -122,6 +124,9 @@ class ObjectStore:
                             rule_filter=Filter(prefix=""),
                             rule_id="expire-staging",
                             expiration=Expiration(days=staging_expiry_days),
+                            abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                                days_after_initiation=1
+                            ),
                         )
                     ]
                 ),
