@@ -17,7 +17,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, REPLACE, ComposeSource, CopySource, Filter, Tags
 from minio.error import MinioException, S3Error
-from minio.lifecycleconfig import AbortIncompleteMultipartUpload, Expiration, LifecycleConfig, Rule
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from attachd.errors import ObjectMissing, ServiceUnavailable
 
@@ -112,9 +112,10 @@ class ObjectStore:
                     except S3Error as exc:
                         if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                             raise
-            # The last backstop against staging leaks: whatever the reconciler misses expires, and
-            # so do the parts of a multipart upload whose abort never reached MinIO (the API
-            # process died, or MinIO was down when the request failed).
+            # The last backstop against staging leaks: whatever the reconciler misses expires.
+            # (Parts of a multipart upload whose abort never reached MinIO are MinIO's own
+            # business: it drops stale multipart uploads after MINIO_API_STALE_UPLOADS_EXPIRY,
+            # 24 h by default, and ignores the S3 AbortIncompleteMultipartUpload rule.)
             self.client.set_bucket_lifecycle(
                 self.buckets.staging,
                 LifecycleConfig(
@@ -124,9 +125,6 @@ class ObjectStore:
                             rule_filter=Filter(prefix=""),
                             rule_id="expire-staging",
                             expiration=Expiration(days=staging_expiry_days),
-                            abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
-                                days_after_initiation=1
-                            ),
                         )
                     ]
                 ),

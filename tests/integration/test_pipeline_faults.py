@@ -180,4 +180,3 @@ def test_staging_has_a_lifecycle_rule_as_the_last_backstop(private: PrivateStack
     assert config is not None
     [rule] = config.rules
     assert rule.status == "Enabled" and rule.expiration.days == 1
-    assert rule.abort_incomplete_multipart_upload.days_after_initiation == 1
