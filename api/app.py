@@ -14,6 +14,7 @@ import falcon.media
 from api import errors
 from api.auth import Authorizer
 from api.resources import attachments, monitoring, profiles
+from api.resources import ops as ops_routes
 from api.uploads import UploadReceiver
 from attachd.clamd import ClamdClient
 from attachd.errors import ServiceUnavailable
@@ -132,4 +133,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
     app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())
+    ops_routes.add_routes(app, settings, services.records)
     return app

@@ -44,6 +44,43 @@ def _size(value: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class WorkerPool:
+    """One entry of ATTACHD_WORKER_POOLS: which queues a worker serves, with how many processes."""
+
+    queues: tuple[str, ...]
+    min_concurrency: int
+    max_concurrency: int
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.queues)
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.min_concurrency != self.max_concurrency
+
+
+def parse_pool(entry: str) -> WorkerPool:
+    queues, sep, size = entry.partition("=")
+    names = tuple(q.strip() for q in queues.split("+") if q.strip())
+    if not sep or not names:
+        raise ValueError(f"{entry!r} is not queues=concurrency")
+    low, dash, high = size.strip().partition("-")
+    lo = _int(low)
+    hi = _int(high) if dash else lo
+    if not 1 <= lo <= hi:
+        raise ValueError(f"{entry!r}: concurrency must be N or MIN-MAX with 1 <= MIN <= MAX")
+    return WorkerPool(names, lo, hi)
+
+
+def _pools(value: str) -> tuple[str, ...]:
+    entries = _csv(value)
+    for entry in entries:
+        parse_pool(entry)
+    return entries
+
+
 def _prefix(value: str) -> str:
     text = value.strip().rstrip("/")
     if text and not text.startswith("/"):
@@ -108,6 +145,26 @@ class Settings:
     rescan_batch: int = 200
     rescan_rate_limit: str = "10/s"
     log_level: str = "INFO"
+    # json: one JSON object per line, with request, upload and task ids (docs/OPERATIONS.md);
+    # text: the classic one-line format, for reading by eye.
+    log_format: str = "json"
+    # Flower binds to loopback unless told otherwise; `attachd flower` refuses any other address
+    # without basic auth.
+    flower_host: str = "127.0.0.1"
+    # The operator's HTTP basic credentials for the dashboard (and /metrics unless it is public).
+    # No password, no dashboard: nothing operational is exposed until an operator sets one.
+    ops_user: str = "ops"
+    ops_password: str = ""
+    # Prometheus may authenticate with this bearer token instead of the operator's password.
+    metrics_token: str = ""
+    metrics_public: bool = False
+    # Worker pools, one Celery worker each: "queues=concurrency", queues joined with '+',
+    # concurrency N (fixed) or MIN-MAX (autoscaled). `attachd worker` runs them all.
+    worker_pools: tuple[str, ...] = ("scan=1-4", "verify=1-2", "attach+maintenance=1")
+    # A pool process is replaced after this many tasks or once it holds this much memory: image
+    # decoding can leave a process bigger than it needs to stay.
+    worker_max_tasks_per_child: int = 500
+    worker_max_memory_per_child: int = 512 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +208,15 @@ class Settings:
             "rescan_batch": _int,
             "rescan_rate_limit": str,
             "log_level": str,
+            "log_format": str,
+            "flower_host": str,
+            "ops_user": str,
+            "ops_password": str,
+            "metrics_token": str,
+            "metrics_public": _bool,
+            "worker_pools": _pools,
+            "worker_max_tasks_per_child": _int,
+            "worker_max_memory_per_child": _size,
         }
         values: dict[str, Any] = {}
         for name, parse in parsers.items():
@@ -195,3 +261,11 @@ class Settings:
             "LOG_LEVEL",
             "must be DEBUG, INFO, WARNING or ERROR",
         )
+        need(self.log_format in {"json", "text"}, "LOG_FORMAT", "must be json or text")
+        need(bool(self.worker_pools), "WORKER_POOLS", "must list at least one pool")
+        need(bool(self.ops_user), "OPS_USER", "must not be empty")
+        need(self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD",
+             "must be at least 1")
+
+    def pools(self) -> tuple[WorkerPool, ...]:
+        return tuple(parse_pool(entry) for entry in self.worker_pools)

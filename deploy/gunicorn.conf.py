@@ -1,5 +1,6 @@
 """gunicorn settings for the API, derived from attachd's settings (one place for configuration)."""
 
+from attachd.logs import gunicorn_config
 from attachd.settings import Settings
 
 _s = Settings.from_env()
@@ -18,5 +19,7 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 accesslog = "-"
 # The path without its query string: accessTokenId is a bearer secret and is never logged.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+# The same line format as the app's (JSON by default), request id included.
+logconfig_dict = gunicorn_config(_s.log_level, _s.log_format)
 proc_name = "attachd-api"

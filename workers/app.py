@@ -3,9 +3,11 @@
 from attachd.logs import configure as configure_logging
 from attachd.settings import Settings
 from workers.celery_app import make_celery
+from workers.signals import install as install_signals
 from workers.tasks import register
 
 settings = Settings.from_env()
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, settings.log_format)
 app = make_celery(settings)
 register(app, settings)
+install_signals(app, settings)

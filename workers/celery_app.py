@@ -70,5 +70,12 @@ def make_celery(settings: Settings) -> Celery:
             "rescan": {"task": RESCAN, "schedule": 300.0},
         },
         timezone="UTC",
+        # Recycle a pool process after N tasks or once it holds M KiB: image decoding can leak.
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        worker_max_memory_per_child=settings.worker_max_memory_per_child // 1024,
     )
+    # Stamps every message with its send time and request id (queue age, log correlation).
+    from workers.signals import stamp_messages
+
+    stamp_messages()
     return app

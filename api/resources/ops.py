@@ -1,0 +1,140 @@
+"""Operator routes: the dashboard (HTML, refreshing itself), its data as JSON, and the Prometheus
+metrics. All of it is read from the record store, the broker and clamd at request time
+(attachd/ops.py), so it is the same from every API process and survives restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import falcon
+from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.operator import OperatorAuth
+from attachd import ops
+from attachd.clamd import ClamdClient
+from attachd.errors import AttachdError
+from attachd.metrics import registry
+from attachd.ops import OpsSources
+from attachd.settings import Settings
+from attachd.telemetry import Telemetry
+from storage.records import RecordStore
+from storage.stats import StoreStats
+
+REFRESH_SECONDS = 10
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            rest = seconds % size
+            sub = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
+            return f"{seconds // size}{unit} {rest // sub[1]}{sub[0]}"
+    return f"{seconds}s"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("api", "templates"), autoescape=select_autoescape(["html"])
+    )
+    env.filters["age"] = _age
+    env.filters["seconds"] = _seconds
+    return env
+
+
+class DashboardResource:
+    def __init__(self, sources: OpsSources, auth: OperatorAuth) -> None:
+        self.sources = sources
+        self.auth = auth
+        self.template = _environment().get_template("dashboard.html")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.require(req)
+        data = ops.snapshot(self.sources)
+        peak = max((m["total"] for m in data["throughput"]), default=0)
+        resp.content_type = falcon.MEDIA_HTML
+        resp.cache_control = ["no-store"]
+        resp.text = self.template.render(
+            s=data, refresh=REFRESH_SECONDS, peak=max(peak, 1), peak_label=peak
+        )
+
+
+class OverviewResource:
+    def __init__(self, sources: OpsSources, auth: OperatorAuth) -> None:
+        self.sources = sources
+        self.auth = auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.require(req)
+        resp.cache_control = ["no-store"]
+        resp.media = _finite(ops.snapshot(self.sources))
+
+
+class MetricsResource:
+    def __init__(self, registry: CollectorRegistry, auth: OperatorAuth, public: bool) -> None:
+        self.registry = registry
+        self.auth = auth
+        self.public = public
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.public:
+            self.auth.require(req, bearer=True)
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(self.registry)
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no infinity or NaN.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class IntakeRejections:
+    """Counts the API's own type refusals (415 before anything is stored) by reason class: with
+    the verifier's, they make the type-check rejection metric."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        if resp.status_code != 415 or not req.path.endswith("/uploadAttachment"):
+            return
+        media = resp.media if isinstance(resp.media, dict) else {}
+        reason = ops.intake_reason(str(media.get("message", "")))
+        with contextlib.suppress(AttachdError):  # a metric must never change the answer
+            self.telemetry.incr("typecheck_rejections", "intake", reason)
+
+
+def add_routes(app: falcon.App, settings: Settings, records: RecordStore) -> None:
+    """The operator routes and the request-context middleware, on an app built by create_app."""
+    from api.context import RequestContext
+    from workers.celery_app import QUEUES
+
+    sources = OpsSources(
+        stats=StoreStats(records),
+        telemetry=Telemetry.from_url(settings.redis_url),
+        clamd=ClamdClient(settings.clamd_host, settings.clamd_port, timeout=2),
+        queues=QUEUES,
+    )
+    auth = OperatorAuth.from_settings(settings)
+    app.add_middleware(RequestContext())
+    app.add_middleware(IntakeRejections(sources.telemetry))
+    app.add_route("/ops/dashboard", DashboardResource(sources, auth))
+    app.add_route("/ops/overview", OverviewResource(sources, auth))
+    app.add_route("/metrics", MetricsResource(registry(sources), auth, settings.metrics_public))

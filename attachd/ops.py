@@ -1,0 +1,221 @@
+"""What operators look at, gathered from the durable sources: the record store (uploads and their
+states), the broker's Redis (queues, worker heartbeats, counters) and clamd (signatures).
+
+Nothing here is held in a process's memory between calls, so the dashboard and the metrics
+say the same thing from every API process and after any restart. A source that is down is
+reported as down; the rest of the picture is still drawn.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from attachd.clamd import ClamdClient
+from attachd.errors import AttachdError
+from attachd.telemetry import QueueState, Telemetry
+from storage import schema
+from storage.records import utcnow
+from storage.stats import StoreStats
+
+# Reasons are free text written for people; these bounded classes are what metrics and the
+# dashboard group them by. First match wins.
+_REASON_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("scan_limit", re.compile(r"^too large to scan")),
+    ("empty", re.compile(r"file is empty")),
+    ("too_large", re.compile(r"over the limit|image is too large")),
+    ("svg_unsafe", re.compile(r"^SVG (?!is not well-formed)")),
+    ("polyglot", re.compile(r"data after the end|ZIP archive|markup")),
+    ("type_mismatch", re.compile(r"^content is|not a type this check can verify|"
+                                 r"root element is")),
+    ("corrupt", re.compile(r"truncated|corrupt|cannot decode|not a readable|not well-formed|"
+                           r"Pillow warned")),
+)
+REASON_CLASSES = (*(name for name, _ in _REASON_CLASSES), "other")
+
+# The API's own refusals (415) before anything is stored.
+INTAKE_REASONS = ("type_not_allowed", "content_mismatch", "other")
+
+
+def reason_class(reason: str | None) -> str:
+    for name, pattern in _REASON_CLASSES:
+        if reason and pattern.search(reason):
+            return name
+    return "other"
+
+
+def intake_reason(message: str) -> str:
+    if "is not allowed" in message:
+        return "type_not_allowed"
+    if "does not match its type" in message:
+        return "content_mismatch"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Signatures:
+    engine: str
+    version: int | None  # the signature database's version; None with no database part
+    built_at: datetime | None
+
+    def age_seconds(self, now: datetime) -> float | None:
+        return (now - self.built_at).total_seconds() if self.built_at else None
+
+
+def parse_signatures(reply: str) -> Signatures:
+    """clamd's VERSION reply: 'ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026' in production,
+    'ClamAV 1.4.6' alone when no official database is loaded (the shipped test signatures)."""
+    engine, _, rest = reply.strip().partition("/")
+    version_text, _, date_text = rest.partition("/")
+    version = int(version_text) if version_text.strip().isdigit() else None
+    built_at = None
+    if date_text.strip():
+        try:
+            built_at = datetime.strptime(date_text.strip(), "%a %b %d %H:%M:%S %Y").replace(
+                tzinfo=UTC
+            )
+        except ValueError:
+            built_at = None
+    return Signatures(engine.strip(), version, built_at)
+
+
+@dataclass(frozen=True)
+class OpsSources:
+    stats: StoreStats
+    telemetry: Telemetry
+    clamd: ClamdClient
+    queues: tuple[str, ...]
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass
+class Probe:
+    """Runs reads against the sources for one request, remembering which sources were down.
+    One per request: API threads share the sources, never a Probe."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, source: str, fn: Callable[[], Any]) -> Any:
+        """fn(), or None when its source is down (then not asked again: each would time out)."""
+        if source in self.errors:
+            return None
+        try:
+            return fn()
+        except (AttachdError, OSError) as exc:
+            self.errors.setdefault(source, str(exc))
+            return None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data (also served as JSON)."""
+    attempt = Probe()
+    now = sources.clock()
+    since = (now - timedelta(minutes=window_minutes)).replace(second=0, microsecond=0)
+    st = sources.stats
+
+    states = attempt("database", st.counts_by_state)
+    moved = attempt("database", st.last_moved) or {}
+    finished = attempt("database", lambda: st.finished_since(since)) or []
+    reasons = attempt(
+        "database", lambda: st.reasons_since(schema.REJECTED, now - timedelta(hours=24))
+    ) or []
+    problems = attempt("database", st.recent_problems) or []
+    queues: list[QueueState] = attempt(
+        "redis", lambda: sources.telemetry.queues(sources.queues)
+    ) or []
+    workers = attempt("redis", sources.telemetry.workers) or []
+    counters = attempt("redis", sources.telemetry.counters) or {}
+    version = attempt("clamd", sources.clamd.version)
+    signatures = parse_signatures(version) if version else None
+
+    minutes = [since + timedelta(minutes=i) for i in range(window_minutes + 1)]
+    per_minute = {m: dict.fromkeys(schema.TERMINAL_STATES, 0) for m in minutes}
+    for f in finished:
+        bucket = f.finished_at.replace(second=0, microsecond=0)
+        if bucket in per_minute:
+            per_minute[bucket][f.state] += 1
+    latencies = sorted((f.finished_at - f.created_at).total_seconds() for f in finished)
+    rejected_by_class: dict[str, int] = {}
+    for reason in reasons:
+        cls = reason_class(reason)
+        rejected_by_class[cls] = rejected_by_class.get(cls, 0) + 1
+
+    consumers: dict[str, int] = {}
+    for w in workers:
+        for q in w.queues:
+            consumers[q] = consumers.get(q, 0) + 1
+    ts = now.timestamp()
+    return {
+        "generated_at": now.isoformat(timespec="seconds"),
+        "window_minutes": window_minutes,
+        "down": dict(attempt.errors),
+        "states": states,
+        "stalled_seconds": {s: round((now - t).total_seconds(), 1) for s, t in moved.items()},
+        "queues": [
+            {
+                "name": q.name,
+                "depth": q.depth,
+                "oldest_age_seconds": None if q.oldest_age_seconds is None
+                else round(q.oldest_age_seconds, 1),
+                "unacked": q.unacked,
+                "consumers": consumers.get(q.name, 0),
+            }
+            for q in queues
+        ],
+        "workers": [
+            {
+                "hostname": w.hostname,
+                "pool": w.pool,
+                "queues": list(w.queues),
+                "draining": not w.queues,
+                "concurrency": w.concurrency,
+                "seen_seconds_ago": round(max(0.0, ts - w.seen_at), 1),
+                "up_seconds": round(max(0.0, ts - w.started_at)),
+            }
+            for w in workers
+        ],
+        "throughput": [
+            {"minute": m.strftime("%H:%M"), "total": sum(c.values()), **c}
+            for m, c in per_minute.items()
+        ],
+        "latency": {
+            "count": len(latencies),
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "max": latencies[-1] if latencies else None,
+        },
+        "rejections_24h": dict(sorted(rejected_by_class.items(), key=lambda kv: -kv[1])),
+        "problems": [
+            {
+                "id": p.id,
+                "state": p.state,
+                "name": p.original_name,
+                "reason": p.reason,
+                "reason_class": reason_class(p.reason) if p.state == schema.REJECTED else None,
+                "attempts": p.attempts,
+                "when": p.updated_at.isoformat(timespec="seconds"),
+            }
+            for p in problems
+        ],
+        "scan_outcomes": {
+            labels[0]: int(v) for labels, v in counters.get("scan_outcomes", {}).items()
+        },
+        "signatures": None if signatures is None else {
+            "engine": signatures.engine,
+            "version": signatures.version,
+            "built_at": signatures.built_at.isoformat() if signatures.built_at else None,
+            "age_seconds": signatures.age_seconds(now),
+        },
+    }

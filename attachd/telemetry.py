@@ -1,0 +1,252 @@
+"""Operational telemetry kept in the broker's Redis, read by every API process alike.
+
+Three kinds of facts live here, next to Celery's own keys:
+
+- counters and one histogram that only workers witness (a scan's outcome, a retry, how long an
+  upload took to finish), incremented by workers/signals.py. Kept in Redis rather than in each
+  worker's memory, so they survive worker restarts, add up across machines, and any API process
+  can export them: no Prometheus multiprocess directory, no per-worker scrape target.
+- worker presence: each worker writes a heartbeat with its queues every few seconds.
+- the Celery queues themselves: waiting messages, the age of the oldest, messages held unacked.
+
+Redis errors become ServiceUnavailable here; callers never see redis-py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from attachd.errors import ServiceUnavailable
+
+# Stamped on every task message at publish time (workers/signals.py): Celery's messages carry no
+# timestamp of their own, and the age of the oldest waiting message is the queue's best alarm.
+SENT_AT_HEADER = "attachd_sent_at"
+REQUEST_ID_HEADER = "attachd_request_id"
+
+_KEY = "attachd:ops:"
+PRESENCE_KEY = _KEY + "workers"
+# A worker is online while its heartbeat is younger than this; it beats every PRESENCE_INTERVAL.
+PRESENCE_INTERVAL = 5.0
+PRESENCE_TTL = 20.0
+
+# name -> label names. Every counter a worker or the API may increment is declared here, so the
+# exporter knows each one's labels and a typo fails loudly instead of creating a new series.
+COUNTERS: dict[str, tuple[str, ...]] = {
+    "upload_transitions": ("from", "to"),
+    "scan_outcomes": ("outcome",),
+    "typecheck_rejections": ("stage", "reason"),
+    "task_retries": ("task",),
+    "task_failures": ("task",),
+}
+LATENCY = "upload_latency_seconds"
+LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                   math.inf)
+
+# kombu's Redis transport: a queue is a list per priority step, named "<queue>\x06\x16<step>"
+# except for step 0, and messages delivered but not yet acknowledged wait in the "unacked" hash.
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_PRIORITY_SEP = "\x06\x16"
+_UNACKED = "unacked"
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    depth: int
+    oldest_age_seconds: float | None  # None: empty, or only messages without a timestamp
+    unacked: int
+
+
+@dataclass(frozen=True)
+class Presence:
+    hostname: str
+    queues: tuple[str, ...]  # consuming now (empty while drained)
+    configured: tuple[str, ...]  # the queues it started with
+    pool: str
+    concurrency: int
+    pid: int
+    started_at: float
+    seen_at: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Presence:
+        data = json.loads(raw)
+        data["queues"] = tuple(data["queues"])
+        data["configured"] = tuple(data["configured"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    buckets: list[tuple[float, float]]  # (upper bound, cumulative count)
+    total: float
+    count: float
+
+
+def _field(labels: Sequence[str]) -> str:
+    return "|".join(labels)
+
+
+def _labels(field: str, arity: int) -> tuple[str, ...] | None:
+    parts = tuple(field.split("|"))
+    return parts if len(parts) == arity else None
+
+
+def queue_keys(queue: str) -> list[str]:
+    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
+
+
+class Telemetry:
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+
+    @classmethod
+    def from_url(cls, url: str) -> Telemetry:
+        return cls(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except RedisError as exc:
+            raise ServiceUnavailable("redis", str(exc)) from exc
+
+    def ping(self) -> None:
+        self._call(self.redis.ping)
+
+    # --- counters and the latency histogram ---------------------------------------------------
+
+    def incr(self, counter: str, *labels: str, amount: int = 1) -> None:
+        names = COUNTERS[counter]
+        if len(labels) != len(names):
+            raise ValueError(f"{counter} takes labels {names}, got {labels}")
+        self._call(lambda: self.redis.hincrby(_KEY + counter, _field(labels), amount))
+
+    def observe_latency(self, state: str, seconds: float) -> None:
+        bucket = next(b for b in LATENCY_BUCKETS if seconds <= b)
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(_KEY + LATENCY, _field((state, "bucket", repr(bucket))), 1)
+                pipe.hincrbyfloat(_KEY + LATENCY, _field((state, "sum")), seconds)
+                pipe.hincrby(_KEY + LATENCY, _field((state, "count")), 1)
+                pipe.execute()
+
+        self._call(write)
+
+    def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
+        def read() -> list[dict[bytes, bytes]]:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for name in COUNTERS:
+                    pipe.hgetall(_KEY + name)
+                return pipe.execute()
+
+        out: dict[str, dict[tuple[str, ...], float]] = {}
+        for (name, label_names), raw in zip(COUNTERS.items(), self._call(read), strict=True):
+            values: dict[tuple[str, ...], float] = {}
+            for field, value in raw.items():
+                labels = _labels(field.decode(), len(label_names))
+                if labels is not None:
+                    values[labels] = float(value)
+            out[name] = values
+        return out
+
+    def latency(self) -> dict[str, Histogram]:
+        raw: dict[bytes, bytes] = self._call(lambda: self.redis.hgetall(_KEY + LATENCY))
+        per_state: dict[str, dict[str, float]] = {}
+        for field, value in raw.items():
+            state, _, rest = field.decode().partition("|")
+            per_state.setdefault(state, {})[rest] = float(value)
+        out = {}
+        for state, values in per_state.items():
+            running = 0.0
+            buckets = []
+            for bound in LATENCY_BUCKETS:
+                running += values.get(f"bucket|{bound!r}", 0.0)
+                buckets.append((bound, running))
+            out[state] = Histogram(buckets, values.get("sum", 0.0), values.get("count", 0.0))
+        return out
+
+    # --- worker presence ----------------------------------------------------------------------
+
+    def announce(self, presence: Presence) -> None:
+        self._call(lambda: self.redis.hset(PRESENCE_KEY, presence.hostname, presence.to_json()))
+
+    def retire(self, hostname: str) -> None:
+        self._call(lambda: self.redis.hdel(PRESENCE_KEY, hostname))
+
+    def forget_stale(self, older_than: float = 3600.0) -> int:
+        """Drop heartbeats of workers gone for good (killed without a chance to retire)."""
+        now = self.clock()
+        gone = [host for host, p in self._presences().items() if now - p.seen_at > older_than]
+        if gone:
+            self._call(lambda: self.redis.hdel(PRESENCE_KEY, *gone))
+        return len(gone)
+
+    def _presences(self) -> dict[str, Presence]:
+        raw: dict[bytes, bytes] = self._call(lambda: self.redis.hgetall(PRESENCE_KEY))
+        out = {}
+        for host, value in raw.items():
+            try:
+                out[host.decode()] = Presence.from_json(value)
+            except (ValueError, TypeError, KeyError):
+                continue  # written by another version: ignore rather than fail a scrape
+        return out
+
+    def workers(self) -> list[Presence]:
+        """Workers whose heartbeat is fresh, by hostname."""
+        now = self.clock()
+        live = [p for p in self._presences().values() if now - p.seen_at <= PRESENCE_TTL]
+        return sorted(live, key=lambda p: p.hostname)
+
+    # --- Celery queues ------------------------------------------------------------------------
+
+    def queues(self, names: Iterable[str]) -> list[QueueState]:
+        names = list(names)
+
+        def read() -> tuple[list[Any], list[Any]]:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    for key in queue_keys(name):
+                        pipe.llen(key)
+                        pipe.lindex(key, -1)  # LPUSH in, BRPOP out: the oldest is at the tail
+                replies = pipe.execute()
+            return replies, self.redis.hvals(_UNACKED)
+
+        replies, unacked_raw = self._call(read)
+        unacked: dict[str, int] = {}
+        for raw in unacked_raw:
+            try:
+                routing_key = json.loads(raw)[2]
+            except (ValueError, IndexError, TypeError):
+                continue
+            unacked[routing_key] = unacked.get(routing_key, 0) + 1
+        now = self.clock()
+        out = []
+        steps = len(_PRIORITY_STEPS)
+        for i, name in enumerate(names):
+            pairs = replies[i * steps * 2 : (i + 1) * steps * 2]
+            depth = sum(int(n) for n in pairs[0::2])
+            stamps = [s for s in (_sent_at(m) for m in pairs[1::2] if m) if s is not None]
+            age = max(0.0, now - min(stamps)) if stamps else None
+            out.append(QueueState(name, depth, age, unacked.get(name, 0)))
+        return out
+
+
+def _sent_at(raw: bytes) -> float | None:
+    try:
+        value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -1,0 +1,103 @@
+"""Read-only aggregates over the upload table for operators: the dashboard and the metrics
+exporter. Every query filters on the (state, updated_at) index or reads a bounded window, so a
+scrape stays cheap on a large table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from storage import schema
+from storage.records import RecordStore, _aware
+from storage.schema import uploads
+
+PROBLEM_STATES = (schema.FAILED, schema.REJECTED, schema.INFECTED)
+
+
+@dataclass(frozen=True)
+class Finished:
+    id: str
+    state: str
+    created_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    state: str
+    original_name: str
+    reason: str | None
+    attempts: int
+    updated_at: datetime
+
+
+class StoreStats:
+    def __init__(self, records: RecordStore) -> None:
+        self.records = records
+
+    def ping(self) -> None:
+        self.records.ping()
+
+    def counts_by_state(self) -> dict[str, int]:
+        return self.records.count_by_state()
+
+    def last_moved(self) -> dict[str, datetime]:
+        """Per non-terminal state, when its least recently updated upload last moved: a pipeline
+        that stalls shows here long before the reconciler steps in."""
+        with self.records._tx() as conn:
+            rows = conn.execute(
+                select(uploads.c.state, func.min(uploads.c.updated_at))
+                .where(uploads.c.state.in_(schema.ACTIVE_STATES))
+                .group_by(uploads.c.state)
+            ).all()
+        return {state: moved for state, value in rows if (moved := _aware(value)) is not None}
+
+    def finished_since(self, since: datetime, limit: int = 20_000) -> list[Finished]:
+        """Uploads that reached a terminal state at or after `since` (newest first)."""
+        with self.records._tx() as conn:
+            # updated_at >= finished_at always, so this range is a superset the index can serve.
+            rows = conn.execute(
+                select(uploads.c.id, uploads.c.state, uploads.c.created_at,
+                       uploads.c.finished_at)
+                .where(
+                    uploads.c.state.in_(schema.TERMINAL_STATES),
+                    uploads.c.updated_at >= since,
+                    uploads.c.finished_at >= since,
+                )
+                .order_by(uploads.c.finished_at.desc())
+                .limit(limit)
+            ).all()
+        return [
+            Finished(r.id, r.state, _aware(r.created_at), _aware(r.finished_at))  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    def reasons_since(self, state: str, since: datetime, limit: int = 10_000) -> list[str]:
+        with self.records._tx() as conn:
+            return [
+                r or ""
+                for r in conn.execute(
+                    select(uploads.c.reason)
+                    .where(uploads.c.state == state, uploads.c.updated_at >= since)
+                    .limit(limit)
+                ).scalars()
+            ]
+
+    def recent_problems(self, limit: int = 20) -> list[Problem]:
+        """The latest failed, rejected and infected uploads, newest first."""
+        with self.records._tx() as conn:
+            rows = conn.execute(
+                select(uploads.c.id, uploads.c.state, uploads.c.original_name, uploads.c.reason,
+                       uploads.c.attempts, uploads.c.updated_at)
+                .where(uploads.c.state.in_(PROBLEM_STATES))
+                .order_by(uploads.c.updated_at.desc())
+                .limit(limit)
+            ).all()
+        return [
+            Problem(r.id, r.state, r.original_name, r.reason, r.attempts,
+                    _aware(r.updated_at))  # type: ignore[arg-type]
+            for r in rows
+        ]

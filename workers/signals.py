@@ -1,0 +1,249 @@
+"""Celery signal handlers and a bootstep: log context, message stamps, pipeline metrics and the
+worker heartbeat. Nothing here changes what a task does; a failure here is logged and dropped,
+never allowed to fail a task.
+
+- Every message published (by the API, a task or the CLI) is stamped with the time it was sent
+  and the request id in the log context, so queue age can be measured and the request id
+  follows an upload from its HTTP request through every task.
+- Around each task the request, upload and task ids are bound into the log context.
+- A pipeline task's effect is read from the store before and after it runs, and counted in
+  Redis (attachd/telemetry.py): a state change, a scan outcome, a rejection's reason class,
+  the time an upload took to reach its end.
+- Each worker writes a heartbeat with the queues it consumes (the dashboard's worker list).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task, bootsteps
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+)
+
+from attachd import logs
+from attachd.errors import AttachdError
+from attachd.settings import Settings
+from attachd.telemetry import (
+    PRESENCE_INTERVAL,
+    REQUEST_ID_HEADER,
+    SENT_AT_HEADER,
+    Presence,
+    Telemetry,
+)
+from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
+
+log = logging.getLogger(__name__)
+
+# Tasks whose first argument is an upload id.
+PIPELINE = (SCAN, VERIFY, ATTACH, RESCAN_FILE)
+_TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
+# What the scan step's resulting state says about the scan itself.
+_SCAN_OUTCOME = {"verifying": "clean", "infected": "infected", "rejected": "over_limit",
+                 "failed": "error"}
+
+
+def stamp_messages() -> None:
+    """Connect the publish-time stamp. Called by make_celery, so every process that sends
+    tasks (API, worker, CLI) stamps them."""
+    before_task_publish.connect(_stamp, weak=False, dispatch_uid="attachd.stamp")
+
+
+def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is None:
+        return
+    headers[SENT_AT_HEADER] = time.time()
+    request_id = logs.current().get("request_id")
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+
+
+def short_name(task_name: str) -> str:
+    return task_name.rsplit(".", 1)[-1]
+
+
+class _Observer:
+    """Per-process state for the task signals: clients are built on first use, after the
+    prefork pool has forked, never at import."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._records: Any = None
+        self._telemetry: Telemetry | None = None
+        self._pid = 0
+        self.before: dict[str, str | None] = {}
+        self.tokens: dict[str, Any] = {}
+
+    def _ensure(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                from storage.records import RecordStore
+
+                self._records = RecordStore.from_url(self.settings.database_url)
+                self._telemetry = Telemetry.from_url(self.settings.redis_url)
+                self._pid = os.getpid()
+
+    @property
+    def telemetry(self) -> Telemetry:
+        self._ensure()
+        assert self._telemetry is not None
+        return self._telemetry
+
+    def state_of(self, upload_id: str) -> Any:
+        self._ensure()
+        return self._records.get_upload(upload_id)
+
+    def quietly(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (AttachdError, OSError) as exc:
+            log.warning("metrics: %s skipped: %s", what, exc)
+            return None
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Connect the worker-side handlers and the heartbeat bootstep to `app`."""
+    obs = _Observer(settings)
+
+    @setup_logging.connect(weak=False, dispatch_uid="attachd.logging")
+    def _logging(**_: Any) -> None:
+        # Connected, so Celery leaves the root logger to us: JSON lines, ids and all.
+        logs.configure(settings.log_level, settings.log_format)
+
+    @task_prerun.connect(weak=False, dispatch_uid="attachd.prerun")
+    def _prerun(task_id: str, task: Task, args: tuple[Any, ...] = (), **_: Any) -> None:
+        upload_id = args[0] if task.name in PIPELINE and args else None
+        obs.tokens[task_id] = logs.bind(
+            task_id=task_id,
+            task=task.name,
+            upload_id=upload_id,
+            request_id=task.request.get(REQUEST_ID_HEADER),
+        )
+        if upload_id:
+            up = obs.quietly("read before", lambda: obs.state_of(upload_id))
+            obs.before[task_id] = up.state if up else None
+
+    @task_postrun.connect(weak=False, dispatch_uid="attachd.postrun")
+    def _postrun(task_id: str, task: Task, args: tuple[Any, ...] = (), retval: Any = None,
+                 state: str | None = None, **_: Any) -> None:
+        try:
+            before = obs.before.pop(task_id, None)
+            if task.name in PIPELINE and args and state == "SUCCESS":
+                obs.quietly("count", lambda: _count(obs, task.name, args[0], before, retval))
+        finally:
+            token = obs.tokens.pop(task_id, None)
+            if token is not None:
+                # ValueError: bound in another context, nothing of ours to undo.
+                with contextlib.suppress(ValueError):
+                    logs.reset(token)
+
+    @task_retry.connect(weak=False, dispatch_uid="attachd.retry")
+    def _retry(sender: Task | None = None, **_: Any) -> None:
+        name = sender.name if sender is not None else "unknown"
+
+        def count() -> None:
+            obs.telemetry.incr("task_retries", short_name(name))
+            if name == SCAN:
+                obs.telemetry.incr("scan_outcomes", "error")
+
+        obs.quietly("retry", count)
+
+    @task_failure.connect(weak=False, dispatch_uid="attachd.failure")
+    def _failure(sender: Task | None = None, **_: Any) -> None:
+        name = sender.name if sender is not None else "unknown"
+        obs.quietly("failure", lambda: obs.telemetry.incr("task_failures", short_name(name)))
+
+    app.steps["consumer"].add(_heartbeat_step(settings))
+
+
+def _count(obs: _Observer, task_name: str, upload_id: str, before: str | None,
+           after: Any) -> None:
+    # Only what this run changed: a redelivered task that finds its work done returns the
+    # state it found, equal to `before`, and counts nothing.
+    if not isinstance(after, str) or before is None or after == before:
+        return
+    tele = obs.telemetry
+    tele.incr("upload_transitions", before, after)
+    if task_name == SCAN and after in _SCAN_OUTCOME:
+        tele.incr("scan_outcomes", _SCAN_OUTCOME[after])
+    if after == "rejected" or after in _TERMINAL:
+        up = obs.state_of(upload_id)
+        if up is None:
+            return
+        if task_name == VERIFY and after == "rejected":
+            from attachd.ops import reason_class
+
+            tele.incr("typecheck_rejections", "verify", reason_class(up.reason))
+        if up.finished_at is not None:
+            tele.observe_latency(after, (up.finished_at - up.created_at).total_seconds())
+
+
+def _heartbeat_step(settings: Settings) -> type[bootsteps.StartStopStep]:
+    class Heartbeat(bootsteps.StartStopStep):
+        """Writes this worker's presence (hostname, queues being consumed, pool size) to Redis
+        every few seconds, and removes it on a clean stop."""
+
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def __init__(self, c: Any, **kwargs: Any) -> None:
+            super().__init__(c, **kwargs)
+            self.telemetry = Telemetry.from_url(settings.redis_url)
+            self.started = time.time()
+            self.configured: tuple[str, ...] | None = None
+            self.tref: Any = None
+
+        def start(self, c: Any) -> None:
+            queues = self._queues(c)
+            if self.configured is None:
+                self.configured = queues
+                self._quietly(self.telemetry.forget_stale)
+            self.beat(c)
+            self.tref = c.timer.call_repeatedly(PRESENCE_INTERVAL, self.beat, (c,), priority=10)
+
+        def stop(self, c: Any) -> None:
+            if self.tref is not None:
+                self.tref.cancel()
+                self.tref = None
+            self._quietly(lambda: self.telemetry.retire(c.hostname))
+
+        shutdown = stop
+
+        @staticmethod
+        def _queues(c: Any) -> tuple[str, ...]:
+            consumer = getattr(c, "task_consumer", None)
+            return tuple(sorted(q.name for q in consumer.queues)) if consumer else ()
+
+        def beat(self, c: Any) -> None:
+            configured = self.configured or ()
+            presence = Presence(
+                hostname=c.hostname,
+                queues=self._queues(c),
+                configured=configured,
+                pool="+".join(configured),
+                concurrency=int(getattr(c.pool, "num_processes", 0) or 0),
+                pid=os.getpid(),
+                started_at=self.started,
+                seen_at=time.time(),
+            )
+            self._quietly(lambda: self.telemetry.announce(presence))
+
+        @staticmethod
+        def _quietly(fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except (AttachdError, OSError) as exc:
+                log.warning("heartbeat skipped: %s", exc)
+
+    return Heartbeat
