@@ -14,6 +14,7 @@ help:
 	@echo "make down   - stop everything started by make up"
 	@echo "make test   - install what is missing, start the test services, run the tests"
 	@echo "make lint   - ruff; make typecheck - mypy"
+	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md"
 
 # Debian packages (redis, clamav, postgresql, libmagic) and the MinIO server build.
 deps:
@@ -41,6 +42,11 @@ test: install
 	set -a && source deploy/env/test.env && set +a && \
 	  deploy/scripts/services.sh start && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Benchmarks with their own services and ports (deploy/env/bench.env); not part of `make test`,
+# which runs only their smoke version. BENCH_ARGS="--cases B1,B4" or "--smoke" narrows a run.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

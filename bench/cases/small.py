@@ -1,0 +1,177 @@
+"""B2: many small uploads at a fixed concurrency through the API against direct put_object of the
+same files at the same concurrency."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from minio.deleteobjects import DeleteObject
+from sqlalchemy import select
+
+from bench.cases import bar, human
+from bench.config import Sizes
+from bench.data import noise_pngs
+from bench.results import CaseResult, Figure, Goal
+from bench.stats import percentile
+from bench.target import Account, Target
+from storage.schema import attachments, uploads
+
+
+@dataclass
+class Round:
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+def run(t: Target, sizes: Sizes) -> CaseResult:
+    files = noise_pngs(sizes.small_count, sizes.small_size)
+    mean_size = sum(map(len, files)) / len(files)
+    result = CaseResult(
+        "B2",
+        f"Small uploads: {sizes.small_count} PNGs of {human(sizes.small_size)}, "
+        f"concurrency {sizes.concurrency}",
+        floor="put_object of the same files at the same concurrency",
+    )
+    account = t.account("b2")
+    api: list[Round] = []
+    direct: list[Round] = []
+    for i in range(sizes.repeats):
+        sides = [("api", api), ("direct", direct)]
+        for side, rounds in sides if i % 2 == 0 else reversed(sides):
+            if side == "api":
+                rounds.append(upload_all(t, account, files, f"b2-{i}", sizes, f"B2 API    {i + 1}"))
+                discard_staged(t, account)
+            else:
+                rounds.append(_direct_round(t, files, f"b2/{i}", sizes, f"B2 direct {i + 1}"))
+                t.empty(t.scratch_bucket, "b2/")
+    # Each side's least disturbed round: the machine is shared, and the best round is the best
+    # estimate of what each side does undisturbed.
+    a = max(api, key=lambda r: r.per_second)
+    d = max(direct, key=lambda r: r.per_second)
+    result.figures = [
+        Figure("B2", "throughput", "files/s", a.per_second, d.per_second, Goal(">=", 0.7)),
+        Figure(
+            "B2",
+            "p50 latency",
+            "ms",
+            1000 * percentile(a.latencies, 50),
+            1000 * percentile(d.latencies, 50),
+        ),
+        Figure(
+            "B2",
+            "p99 latency",
+            "ms",
+            1000 * percentile(a.latencies, 99),
+            1000 * percentile(d.latencies, 99),
+            Goal("<=", 2.0),
+        ),
+    ]
+    result.details = {
+        "mean_file_bytes": mean_size,
+        "api_rounds": [{"seconds": r.seconds, "per_second": r.per_second} for r in api],
+        "direct_rounds": [{"seconds": r.seconds, "per_second": r.per_second} for r in direct],
+    }
+    return result
+
+
+def _pool(
+    count: int, concurrency: int, one: Callable[[int], float], progress_desc: str, sizes: Sizes
+) -> Round:
+    with bar(sizes.progress, progress_desc, count, unit="file") as progress:
+
+        def timed(i: int) -> float:
+            seconds = one(i)
+            progress.update(1)
+            return seconds
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            start = time.perf_counter()
+            latencies = list(pool.map(timed, range(count)))
+            seconds = time.perf_counter() - start
+    return Round(seconds, latencies)
+
+
+def upload_all(
+    t: Target,
+    account: Account,
+    files: list[bytes],
+    prefix: str,
+    sizes: Sizes,
+    desc: str,
+    answered: dict[str, float] | None = None,
+) -> Round:
+    """POST every file through the API, `sizes.concurrency` at a time, one keep-alive session per
+    thread. `answered` collects the wall-clock time of each 200, by file name."""
+    local = threading.local()
+    sessions: list[requests.Session] = []
+    url = t.upload_url(account)
+
+    def one(i: int) -> float:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            sessions.append(session)
+        name = f"{prefix}-{i}.png"
+        start = time.perf_counter()
+        resp = session.post(
+            url,
+            params={"accessTokenId": account.token},
+            files={"attachment": (name, files[i], "image/png")},
+            timeout=120,
+        )
+        seconds = time.perf_counter() - start
+        if answered is not None:
+            answered[name] = time.time()
+        if resp.status_code != 200:
+            raise RuntimeError(f"the API answered {resp.status_code} to {name}: {resp.text[:300]}")
+        return seconds
+
+    try:
+        return _pool(len(files), sizes.concurrency, one, desc, sizes)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def _direct_round(t: Target, files: list[bytes], prefix: str, sizes: Sizes, desc: str) -> Round:
+    client = t.objects.client
+
+    def one(i: int) -> float:
+        start = time.perf_counter()
+        client.put_object(
+            t.scratch_bucket,
+            f"{prefix}/{i}.png",
+            io.BytesIO(files[i]),
+            len(files[i]),
+            content_type="image/png",
+        )
+        return time.perf_counter() - start
+
+    return _pool(len(files), sizes.concurrency, one, desc, sizes)
+
+
+def discard_staged(t: Target, account: Account) -> None:
+    """Delete the staged objects of this account's uploads: no worker runs during B1 and B2, so
+    they would only pile up."""
+    query = (
+        select(uploads.c.staging_key)
+        .join(attachments, attachments.c.id == uploads.c.attachment_id)
+        .where(attachments.c.profile_id == account.profile_id, uploads.c.staging_key.is_not(None))
+    )
+    with t.records.engine.connect() as conn:
+        keys = [row[0] for row in conn.execute(query)]
+    errors = t.objects.client.remove_objects(
+        t.settings.bucket_staging, [DeleteObject(k) for k in keys]
+    )
+    for error in errors:
+        raise RuntimeError(f"could not delete {error.name}: {error.message}")

@@ -1,0 +1,210 @@
+"""The run's record: the machine, versions and date, then every figure beside its floor and
+target, as JSON (bench/results/) and as the markdown report (docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bench.config import GiB, Sizes
+from bench.results import CaseResult, Figure
+from bench.target import Target
+
+REPO = Path(__file__).resolve().parent.parent
+FINDINGS = Path(__file__).resolve().parent / "findings.md"
+# The multiplication sign, spelt out for the linter that takes it for an x.
+TIMES = "\u00d7"
+PACKAGES = ("falcon", "gunicorn", "celery", "minio", "SQLAlchemy", "Pillow", "requests")
+
+
+@dataclass
+class Run:
+    date: str
+    machine: dict[str, str]
+    versions: dict[str, str]
+    sizes: dict[str, Any]
+    settings: dict[str, Any]
+    cases: list[CaseResult]
+
+    @classmethod
+    def collect(
+        cls, cases: list[CaseResult], sizes: Sizes, target: Target, worker_concurrency: int
+    ) -> Run:
+        s = target.settings
+        return cls(
+            date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            machine=machine(),
+            versions=versions(target),
+            sizes=asdict(sizes),
+            settings={
+                "api": f"gunicorn gthread, {s.api_workers} workers {TIMES} {s.api_threads} threads",
+                "upload_part_size": s.upload_part_size,
+                "worker_concurrency": worker_concurrency,
+                "database": s.database_url.split(":", 1)[0],
+            },
+            cases=cases,
+        )
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{c.case}: {c.error}" for c in self.cases if c.error]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date,
+            "machine": self.machine,
+            "versions": self.versions,
+            "sizes": self.sizes,
+            "settings": self.settings,
+            "cases": [c.to_json() for c in self.cases],
+        }
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = int(line.split()[1]) * 1024
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem / GiB:.1f} GiB",
+        "kernel": f"{platform.system()} {platform.release()}",
+    }
+
+
+def _command(*cmd: str) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=REPO)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip()
+
+
+def versions(target: Target) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    minio_bin = _command(str(REPO / "deploy" / "scripts" / "minio-bin.sh"))
+    if minio_bin:
+        first = _command(minio_bin, "--version").splitlines()
+        line = first[0].removeprefix("minio version ") if first else "unknown"
+        # A `go install` build calls itself DEVELOPMENT.GOGET: the cache path names the commit.
+        commit = re.search(r"minio-([0-9a-f]{7,40})", minio_bin)
+        found["minio server"] = line + (f" (commit {commit.group(1)})" if commit else "")
+    try:
+        found["clamd"] = target.scanner.version()
+    except Exception:  # the report is still worth writing without it
+        found["clamd"] = _command("clamd", "--version") or "unknown"
+    for name in PACKAGES:
+        try:
+            found[name if name != "minio" else "minio SDK"] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    if x is None or math.isnan(x):
+        return "—"
+    digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return f"{x:.{digits}f}" + (f" {unit}" if unit else "")
+
+
+def _row(f: Figure, markdown: bool = True) -> list[str]:
+    met = {True: "yes", False: "**no**" if markdown else "NO", None: "—"}[f.met]
+    return [
+        f.case,
+        f.name,
+        _num(f.value, f.unit),
+        _num(f.floor, f.unit) if f.floor is not None else "—",
+        f"{f.ratio:.2f}{TIMES}" if f.ratio is not None else "—",
+        f.goal.describe(f.unit) if f.goal else "—",
+        met,
+    ]
+
+
+HEADER = ["case", "figure", "attachd", "floor", "ratio", "target", "met"]
+
+
+def table(run: Run) -> str:
+    """A plain-text table for the terminal."""
+    rows = [HEADER] + [_row(f, markdown=False) for c in run.cases for f in c.figures]
+    rows += [[c.case, f"FAILED: {c.error}", "", "", "", "", ""] for c in run.cases if c.error]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(run: Run) -> str:
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (bench/); do not edit by hand — the analysis lives in "
+        "bench/findings.md and is copied in below. Each figure stands beside its floor, measured "
+        "in the same run on the same machine with the same bytes; ratios are attachd ÷ floor.",
+        "",
+        f"Run on {run.date}.",
+        "",
+        "## Results",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    out += ["| " + " | ".join(_row(f)) + " |" for c in run.cases for f in c.figures]
+    out += [f"| {c.case} | FAILED: {c.error} | | | | | |" for c in run.cases if c.error]
+    out += ["", "## What each case measures", ""]
+    for c in run.cases:
+        if c.error:
+            continue
+        out.append(f"- **{c.case}** — {c.title}. Floor: {c.floor}. ({c.seconds:.0f} s)")
+    out += [
+        "",
+        "Throughput is the best of the rounds run for each side, sides alternating (B1, B2, B4) "
+        "or interleaved (B3), so that load from elsewhere on the machine hits both alike; "
+        "latencies come from the same round as the throughput. Raw rounds are in the JSON "
+        "written to bench/results/.",
+        "",
+        "## Set-up",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    out += [f"| {k} | {v} |" for k, v in run.settings.items()]
+    out += ["", "## Machine", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in run.machine.items()]
+    out += ["", "## Versions", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in run.versions.items()]
+    if FINDINGS.exists():
+        out += ["", FINDINGS.read_text().strip()]
+    return "\n".join(out) + "\n"
+
+
+def write_json(run: Run, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{stamp}.json"
+    path.write_text(json.dumps(run.to_json(), indent=2, default=str) + "\n")
+    return path
+
+
+def write_markdown(run: Run, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(run))
+    return path
