@@ -1,0 +1,60 @@
+"""The benchmark harness (bench/) at tiny sizes against the test stack, so it cannot rot: it must
+produce a well-formed result — every figure present, ratios computed, no errors. No speed is
+asserted: benchmarks report figures, tests assert behaviour."""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.config import SMOKE
+from bench.procs import listening_pid
+from bench.runner import CASES, run_cases
+from bench.target import Target
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+FIGURES_PER_CASE = {"B1": 2, "B2": 3, "B3": 3, "B4": 1}
+
+
+def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path) -> None:
+    api_pid = listening_pid(stack.settings.api_port, stack.settings.api_host)
+    assert api_pid is not None, "no gunicorn master found listening on the test API's port"
+    # The test stack's worker is already running: B3 needs nothing started for it.
+    target = Target.connect(stack.settings, stack.base_url, api_pid, nullcontext)
+    try:
+        results = run_cases(target, SMOKE)
+        run = report.Run.collect(results, SMOKE, target, worker_concurrency=2)
+    finally:
+        target.close()
+
+    assert run.errors == []
+    assert [c.case for c in run.cases] == list(CASES)
+    for case in run.cases:
+        assert len(case.figures) == FIGURES_PER_CASE[case.case], case.case
+        for figure in case.figures:
+            assert math.isfinite(figure.value) and figure.value >= 0, figure
+            if figure.floor is not None:
+                assert figure.ratio is not None and math.isfinite(figure.ratio), figure
+                assert figure.ratio > 0, figure
+            if figure.goal is not None:
+                assert figure.met in (True, False), figure
+
+    saved = json.loads(report.write_json(run, tmp_path / "results").read_text())
+    assert {"date", "machine", "versions", "sizes", "settings", "cases"} <= set(saved)
+    assert {"cpu", "cores", "memory", "kernel"} <= set(saved["machine"])
+    assert {"python", "minio server", "clamd", "falcon", "gunicorn", "celery", "minio SDK"} <= set(
+        saved["versions"]
+    )
+    assert sum(len(c["figures"]) for c in saved["cases"]) == sum(FIGURES_PER_CASE.values())
+
+    markdown = report.write_markdown(run, tmp_path / "BENCHMARKS.md").read_text()
+    for case in run.cases:
+        for figure in case.figures:
+            assert f"| {case.case} | {figure.name} |" in markdown
