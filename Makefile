@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install deps run up down test lint typecheck check services-test clean bench
+.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench
 
 help:
 	@echo "make run    - install what is missing, start everything in the foreground (Ctrl-C stops)"
@@ -37,8 +37,12 @@ up: install
 down:
 	deploy/scripts/stack.sh down
 
+# What only the tests need (headless Chromium for the dashboard test).
+test-deps:
+	@ATTACHD_TEST_DEPS=1 deploy/scripts/ensure-deps.sh
+
 # Tests use their own ports and var/test (deploy/env/test.env), so they can run beside `make up`.
-test: install
+test: install test-deps
 	set -a && source deploy/env/test.env && set +a && \
 	  deploy/scripts/services.sh start && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -311,5 +311,110 @@ def rescan(ctx: _Ctx, since: int | None) -> None:
     click.echo(f"{total} file(s) queued for rescan", err=True)
 
 
+
+# --- the worker fleet -----------------------------------------------------------------------
+
+
+def _fleet(ctx: _Ctx, timeout: float) -> Any:
+    from attachd.fleet import Fleet
+    from attachd.telemetry import Telemetry
+    from workers.celery_app import QUEUES, make_celery
+
+    s = ctx.settings
+    return Fleet(make_celery(s), Telemetry.from_url(s.redis_url), QUEUES, timeout=timeout)
+
+
+@cli.group()
+def fleet() -> None:
+    """Workers: what runs where and what each holds; draining one without losing work."""
+
+
+@fleet.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", default=1.0, show_default=True, help="Seconds to wait for replies.")
+@pass_ctx
+def fleet_status(ctx: _Ctx, as_json: bool, timeout: float) -> None:
+    """Workers online, their queues, active and reserved tasks; queue depths."""
+    from attachd.fleet import render
+
+    status = _fleet(ctx, timeout).status()
+    click.echo(json.dumps(status.to_dict(), indent=2) if as_json else render(status))
+
+
+@fleet.command("drain")
+@click.argument("worker")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the worker holds no task.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Longest wait, in seconds.")
+@click.option("--shutdown", is_flag=True, help="Then shut the worker down (warm).")
+@pass_ctx
+def fleet_drain(ctx: _Ctx, worker: str, wait: bool, timeout: float, shutdown: bool) -> None:
+    """Stop WORKER consuming, and let it finish what it has."""
+    fl = _fleet(ctx, 2.0)
+
+    def progress(state: Any) -> None:
+        click.echo(f"{state.name}: {len(state.active)} running, {len(state.reserved)} reserved, "
+                   f"{len(state.scheduled)} scheduled", err=True)
+
+    stopped, state = fl.drain(worker, wait=wait, timeout=timeout, progress=progress)
+    click.echo(f"{worker} stopped consuming {', '.join(stopped) or 'nothing'}", err=True)
+    if wait and state.held:
+        raise click.ClickException(f"{worker} still holds {state.held} task(s) after {timeout}s")
+    if shutdown:
+        fl.shutdown(worker)
+        click.echo(f"{worker} asked to shut down", err=True)
+
+
+@fleet.command("resume")
+@click.argument("worker")
+@click.option("--queue", "queues", multiple=True, help="Default: the queues it started with.")
+@pass_ctx
+def fleet_resume(ctx: _Ctx, worker: str, queues: tuple[str, ...]) -> None:
+    """Undo a drain: WORKER consumes its queues again."""
+    resumed = _fleet(ctx, 2.0).resume(worker, list(queues))
+    click.echo(f"{worker} consuming {', '.join(resumed)}", err=True)
+
+
+@cli.command()
+@click.option("--pool", "pool_name", default=None,
+              help="Run only this pool of ATTACHD_WORKER_POOLS (e.g. scan); default: all.")
+@click.option("--name", default="", help="Added to node names, to run two nodes on one host.")
+@click.option("--hostname", default=None, help="Celery node name (with --pool only).")
+@pass_ctx
+def worker(ctx: _Ctx, pool_name: str | None, name: str, hostname: str | None) -> None:
+    """Start the Celery workers of this node: one per pool, supervised."""
+    import os
+
+    from attachd.launch import check_pools, node_name, supervise, worker_argv
+    from attachd.logs import configure
+    from workers.celery_app import QUEUES
+
+    s = ctx.settings
+    configure(s.log_level, s.log_format)
+    pools = s.pools()
+    check_pools(pools, QUEUES)
+    if pool_name is not None:
+        chosen = [p for p in pools if p.name == pool_name]
+        if not chosen:
+            raise click.UsageError(f"no pool {pool_name!r} in ATTACHD_WORKER_POOLS "
+                                   f"({', '.join(p.name for p in pools)})")
+        argv = worker_argv(s, chosen[0], hostname or node_name(chosen[0], name))
+        os.execv(argv[0], argv)  # noqa: S606 - argv from settings, no shell
+    if hostname:
+        raise click.UsageError("--hostname needs --pool; use --name to tell nodes apart")
+    sys.exit(supervise({p.name: worker_argv(s, p, node_name(p, name)) for p in pools}))
+
+
+@cli.command()
+@pass_ctx
+def flower(ctx: _Ctx) -> None:
+    """Start Flower: persistent, with basic auth from settings."""
+    import os
+
+    from attachd.launch import flower_command
+
+    argv, env = flower_command(ctx.settings)
+    os.execve(argv[0], argv, env)  # noqa: S606 - argv from settings, no shell
+
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 # (no apt-get call at all when everything is present).
 #
 #   Debian packages: redis-server (+ redis-tools), clamav-daemon, clamav, postgresql, libmagic1, curl
+#                    and, with ATTACHD_TEST_DEPS=1 (make test), chromium
 #   MinIO server:    via deploy/scripts/minio-bin.sh (MINIO_BIN, PATH, cache, or a `go install` build)
 #
 # Set ATTACHD_SKIP_MINIO=1 to skip the MinIO step (when using an external S3 endpoint).
@@ -41,6 +42,9 @@ have curl || missing+=(curl)
 libmagic_present || missing+=(LIBMAGIC)
 have flock || missing+=(util-linux)
 { have pgrep; } || missing+=(procps)
+# Only the tests need a browser (the dashboard renders in headless Chromium): `make test` sets
+# ATTACHD_TEST_DEPS=1, `make run` does not.
+if [[ ${ATTACHD_TEST_DEPS:-0} == 1 ]]; then have chromium || missing+=(chromium); fi
 
 if ((${#missing[@]})); then
     have apt-get || die "missing: ${missing[*]} and apt-get is not available; install them by hand"
@@ -85,6 +89,7 @@ if ((${#missing[@]})); then
     pg_bindir_present || die "no /usr/lib/postgresql/*/bin/{initdb,pg_ctl,postgres} after apt-get"
     have curl || die "curl still missing after apt-get"
     libmagic_present || die "libmagic.so.1 still missing after apt-get"
+    [[ ${ATTACHD_TEST_DEPS:-0} != 1 ]] || have chromium || die "chromium still missing after apt-get"
 fi
 
 if [[ ${ATTACHD_SKIP_MINIO:-0} != 1 ]]; then

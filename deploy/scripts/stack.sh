@@ -25,12 +25,33 @@ export ATTACHD_REDIS_URL=${ATTACHD_REDIS_URL:-redis://127.0.0.1:${ATTACHD_REDIS_
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
+# The operator's password (dashboard, /metrics) and Flower's: taken from the environment when
+# set, otherwise made once per var dir and kept in var/ops-password (mode 600), so a local stack
+# is never open without a password and the same one works across restarts.
+ops_credentials() {
+    local file="$VAR_DIR/ops-password"
+    if [[ -z ${ATTACHD_OPS_PASSWORD:-} ]]; then
+        if [[ ! -s $file ]]; then
+            mkdir -p "$VAR_DIR"
+            (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$file")
+        fi
+        ATTACHD_OPS_PASSWORD=$(cat "$file")
+    fi
+    export ATTACHD_OPS_USER=${ATTACHD_OPS_USER:-ops}
+    export ATTACHD_OPS_PASSWORD
+    export ATTACHD_FLOWER_USER=${ATTACHD_FLOWER_USER:-$ATTACHD_OPS_USER}
+    export ATTACHD_FLOWER_PASSWORD=${ATTACHD_FLOWER_PASSWORD:-$ATTACHD_OPS_PASSWORD}
+}
+
 setup() {
     # make run needs no PostgreSQL: the embedded SQLite store is the default.
     "$SCRIPT_DIR/services.sh" start redis minio clamd
     attachd migrate
     attachd init-storage
     attachd demo
+    ops_credentials
+    log "dashboard: $API/ops/dashboard   metrics: $API/metrics   flower: $FLOWER"
+    log "  user $ATTACHD_OPS_USER, password in $VAR_DIR/ops-password (or ATTACHD_OPS_PASSWORD)"
 }
 
 stack_running() {
@@ -38,12 +59,13 @@ stack_running() {
 }
 
 wait_ready() {
+    ops_credentials
     local deadline=$((SECONDS + ${ATTACHD_UP_TIMEOUT:-90}))
     local api=0 flower=0 worker=0
     while ((SECONDS < deadline)); do
         stack_running || { log "the stack exited; see $LOG_DIR/stack.log"; tail -n 40 "$LOG_DIR/stack.log" >&2; return 1; }
         ((api)) || { curl -fsS -o /dev/null "$API/api/1/monitoring/status" && api=1 && log "api up at $API"; } || true
-        ((flower)) || { curl -fsS -o /dev/null ${ATTACHD_FLOWER_USER:+-u "$ATTACHD_FLOWER_USER:$ATTACHD_FLOWER_PASSWORD"} "$FLOWER/healthcheck" && flower=1 && log "flower up at $FLOWER"; } || true
+        ((flower)) || { curl -fsS -o /dev/null -u "$ATTACHD_FLOWER_USER:$ATTACHD_FLOWER_PASSWORD" "$FLOWER/healthcheck" && flower=1 && log "flower up at $FLOWER"; } || true
         ((worker)) || { celery -A workers.app inspect ping --timeout 1 >/dev/null 2>&1 && worker=1 && log "worker answering"; } || true
         if ((api && flower && worker)); then return 0; fi
         sleep 1

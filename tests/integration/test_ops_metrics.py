@@ -83,10 +83,11 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
     assert metric(m, "attachd_upload_latency_seconds_count", state="infected") == 1
     assert metric(m, "attachd_typecheck_rejections_total", stage="intake",
                   reason="type_not_allowed") == 1
+    refusals = "attachd_typecheck_rejections_total"
     rejected = sum(v for (name, labels), v in m.items()
-                   if name == "attachd_typecheck_rejections_total" and ("stage", "verify") in labels)
+                   if name == refusals and ("stage", "verify") in labels)
     intake = sum(v for (name, labels), v in m.items()
-                 if name == "attachd_typecheck_rejections_total" and ("stage", "intake") in labels)
+                 if name == refusals and ("stage", "intake") in labels)
     assert rejected + intake == 2  # notes.txt, and poly.png at whichever stage refused it
     assert rejected == metric(m, "attachd_uploads", state="rejected")
     # The shipped test signatures have no official database part: no version, no age.

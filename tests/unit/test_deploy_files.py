@@ -39,3 +39,18 @@ def test_every_procfile_process_runs_the_same_entrypoint_in_compose() -> None:
 def test_compose_has_the_backing_services() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     assert {"minio", "redis", "postgres", "clamav"} <= set(compose)
+
+
+def test_workers_and_flower_start_from_settings_everywhere() -> None:
+    # Pools, limits and Flower's auth and state come from settings through `attachd worker` and
+    # `attachd flower`, so a laptop, a container and another machine run them alike.
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    procs = procfile()
+    assert procs["worker"] == ["attachd", "worker"]
+    assert procs["flower"] == ["attachd", "flower"]
+    assert compose["worker"].get("stop_grace_period"), "a warm shutdown needs time to finish"
+    assert "ports" not in compose["worker"], "workers are stateless: --scale worker=N"
+    flower_env = compose["flower"]["environment"]
+    assert flower_env["ATTACHD_FLOWER_HOST"] == "0.0.0.0"  # noqa: S104 - with basic auth
+    assert "ATTACHD_FLOWER_PASSWORD" in flower_env
+    assert compose["flower"]["volumes"], "Flower's state must outlive its container"
