@@ -1,14 +1,19 @@
 """A private pipeline for fault tests: its own clamd (which a test may stop, restart with other
 limits, or feed new signatures), its own Celery worker (which a test may stop or kill), its own
-buckets, SQLite file and Redis database — so faults never touch the shared test services."""
+buckets, SQLite file and Redis database — so faults never touch the shared test services.
+
+With `own=` it also gets private Redis, MinIO or PostgreSQL instances (started by the project's
+services.sh on free ports) and `start_api()` a private gunicorn, for faults of those services."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -31,21 +36,44 @@ TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
 
 
 class PrivateStack:
-    def __init__(self, base: Settings, workdir: Path) -> None:
+    def __init__(
+        self, base: Settings, workdir: Path, own: tuple[str, ...] = (), **overrides: object
+    ) -> None:
         self.workdir = workdir
-        self.clamd_port = _free_port()
+        self.own = own
+        # Service data outside pytest's tmp dir: PostgreSQL runs as the `postgres` user, which
+        # cannot enter pytest's private /tmp/pytest-of-root.
+        self.svc_dir = Path(tempfile.mkdtemp(prefix="attachd-svc-"))
+        self.svc_dir.chmod(0o755)
+        self.ports = {name: _free_port() for name in ("clamd", "redis", "minio", "console", "pg")}
+        self.clamd_port = self.ports["clamd"]
+        for name in own:
+            self._services("start", services=(name,))
         tag = secrets.token_hex(3)
         self.settings = replace(
             base,
             var_dir=workdir,
-            database_url=f"sqlite:///{workdir / 'attachd.db'}",
-            redis_url=_session_redis_url(base.redis_url),
+            database_url=(
+                f"postgresql+psycopg://postgres@127.0.0.1:{self.ports['pg']}/attachd"
+                if "postgres" in own
+                else f"sqlite:///{workdir / 'attachd.db'}"
+            ),
+            redis_url=(
+                f"redis://127.0.0.1:{self.ports['redis']}/0"
+                if "redis" in own
+                else _session_redis_url(base.redis_url)
+            ),
+            s3_endpoint=(
+                f"127.0.0.1:{self.ports['minio']}" if "minio" in own else base.s3_endpoint
+            ),
+            api_port=_free_port(),
             clamd_port=self.clamd_port,
             bucket_staging=f"p{tag}-staging",
             bucket_attachments=f"p{tag}-attachments",
             bucket_quarantine=f"p{tag}-quarantine",
             reconcile_after_seconds=0,
         )
+        self.settings = replace(self.settings, **overrides)  # type: ignore[arg-type]
         self.env = settings_env(self.settings)
         self.env["PYTHONUNBUFFERED"] = "1"
         upgrade(self.settings.database_url)
@@ -65,21 +93,31 @@ class PrivateStack:
         self.pipeline = build_pipeline(self.settings, self.celery)
         self.clamd = ClamdClient("127.0.0.1", self.clamd_port, timeout=10)
         self.worker: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
         self.worker_log = workdir / "worker-0.log"
         self._worker_logs = 0
 
     # --- clamd ------------------------------------------------------------------------------
 
-    def _services(self, action: str, max_size: str = "4000M") -> None:
+    def _services(
+        self, action: str, max_size: str = "4000M", services: tuple[str, ...] = ("clamd",)
+    ) -> None:
         env = dict(os.environ)
         env.update(
-            ATTACHD_VAR_DIR=str(self.workdir / "svc"),
-            ATTACHD_CLAMD_PORT=str(self.clamd_port),
+            ATTACHD_VAR_DIR=str(self.svc_dir),
+            ATTACHD_CLAMD_PORT=str(self.ports["clamd"]),
             ATTACHD_CLAMD_MAX_SIZE=max_size,
+            ATTACHD_REDIS_PORT=str(self.ports["redis"]),
+            ATTACHD_MINIO_PORT=str(self.ports["minio"]),
+            ATTACHD_MINIO_CONSOLE_PORT=str(self.ports["console"]),
+            ATTACHD_PG_PORT=str(self.ports["pg"]),
+            ATTACHD_PG_DATABASE="attachd",
         )
-        subprocess.run(
-            ["bash", str(SERVICES), action, "clamd"], env=env, check=True, capture_output=True
+        done = subprocess.run(
+            ["bash", str(SERVICES), action, *services], env=env, capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise AssertionError(f"services.sh {action} {services} failed:\n{done.stderr}")
 
     def start_clamd(self, max_size: str = "4000M") -> None:
         self._services("start", max_size)
@@ -87,9 +125,64 @@ class PrivateStack:
     def stop_clamd(self) -> None:
         self._services("stop")
 
+    def start_service(self, name: str) -> None:
+        self._services("start", services=(name,))
+
+    def stop_service(self, name: str) -> None:
+        self._services("stop", services=(name,))
+
+    # --- api --------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api_port}"
+
+    def start_api(self) -> None:
+        import requests
+
+        assert self.api is None
+        log = self.workdir / "api.log"
+        with open(log, "ab") as handle:
+            self.api = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "gunicorn"),
+                    "-c",
+                    "deploy/gunicorn.conf.py",
+                    "api.wsgi:app",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.base_url + "/api/1/monitoring/version", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            if self.api.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"private gunicorn did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def kill_api(self) -> None:
+        """SIGKILL the whole gunicorn process group: no graceful anything."""
+        if self.api is not None:
+            os.killpg(self.api.pid, signal.SIGKILL)
+            self.api.wait()
+            self.api = None
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            self.api.terminate()
+            self.api.wait(timeout=30)
+            self.api = None
+
     @property
     def clamd_db(self) -> Path:
-        return self.workdir / "svc" / "clamd" / "db"
+        return self.svc_dir / "clamd" / "db"
 
     def publish_signatures(self, version: int, extra: Path) -> None:
         """What freshclam does in production: a new database version lands, clamd reloads."""
@@ -208,15 +301,18 @@ class PrivateStack:
         raise AssertionError(f"upload {upload_id} still {state} after {timeout}s ({self.workdir})")
 
     def close(self) -> None:
+        self.stop_api()
         self.stop_worker()
-        self.stop_clamd()
         self.celery.close()
-        for bucket in (
-            self.settings.bucket_staging,
-            self.settings.bucket_attachments,
-            self.settings.bucket_quarantine,
-        ):
-            for key, _ in self.objects.list_keys(bucket):
-                self.objects.delete(bucket, key)
-            self.objects.client.remove_bucket(bucket)
         self.records.engine.dispose()
+        if "minio" not in self.own:
+            for bucket in (
+                self.settings.bucket_staging,
+                self.settings.bucket_attachments,
+                self.settings.bucket_quarantine,
+            ):
+                for key, _ in self.objects.list_keys(bucket):
+                    self.objects.delete(bucket, key)
+                self.objects.client.remove_bucket(bucket)
+        self._services("stop", services=("clamd", *self.own))
+        shutil.rmtree(self.svc_dir, ignore_errors=True)
