@@ -1,0 +1,287 @@
+"""The pipeline's step logic with small fakes passed in through the constructor: an in-memory
+object store and a scripted scanner, over an embedded SQLite record store."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from attachd.clamd import ScanResult
+from attachd.errors import ObjectMissing, ScanLimitExceeded, ServiceUnavailable
+from storage import schema
+from storage.migrate import upgrade
+from storage.objects import Buckets, staging_key
+from storage.records import RecordStore
+from tests.conftest import EICAR, png_bytes
+from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
+from workers.pipeline import Limits, Pipeline
+
+
+class FakeObjects:
+    def __init__(self) -> None:
+        self.buckets = Buckets("staging", "attachments", "quarantine")
+        self.data: dict[tuple[str, str], bytes] = {}
+        self.tags: dict[tuple[str, str], dict[str, str]] = {}
+
+    def copy(
+        self, sb: str, sk: str, db: str, dk: str, *, tags: dict[str, str] | None = None
+    ) -> None:
+        if (sb, sk) not in self.data:
+            raise ObjectMissing(sk)
+        self.data[(db, dk)] = self.data[(sb, sk)]
+        if tags:
+            self.tags[(db, dk)] = tags
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.data.pop((bucket, key), None)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return (bucket, key) in self.data
+
+    def iter_range(
+        self, bucket: str, key: str, offset: int = 0, length: int = 0
+    ) -> Iterator[bytes]:
+        if (bucket, key) not in self.data:
+            raise ObjectMissing(key)
+        yield self.data[(bucket, key)]
+
+    def open_reader(self, bucket: str, key: str, size: int) -> io.BytesIO:
+        if (bucket, key) not in self.data:
+            raise ObjectMissing(key)
+        return io.BytesIO(self.data[(bucket, key)])
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, datetime | None]]:
+        old = datetime.now(UTC) - timedelta(days=1)
+        for b, k in list(self.data):
+            if b == bucket and k.startswith(prefix):
+                yield k, old
+
+    def keys(self, bucket: str) -> list[str]:
+        return sorted(k for b, k in self.data if b == bucket)
+
+
+class FakeScanner:
+    """Infected when EICAR is in the stream; `down` makes it unreachable."""
+
+    def __init__(self) -> None:
+        self.signatures = 1
+        self.down = False
+        self.limit: int | None = None
+        self.extra: bytes | None = None
+
+    def version(self) -> str:
+        return f"ClamAV 1.4.6/{self.signatures}/Fri Nov 27 08:00:00 2026"
+
+    def instream(self, chunks: Iterable[bytes]) -> ScanResult:
+        if self.down:
+            raise ServiceUnavailable("clamd", "connection refused")
+        data = b"".join(chunks)
+        if self.limit is not None and len(data) > self.limit:
+            raise ScanLimitExceeded("INSTREAM size limit exceeded. ERROR")
+        found = EICAR in data or (self.extra is not None and self.extra in data)
+        return ScanResult(found, "Test.Sig" if found else None, self.version())
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        url = f"sqlite:///{tmp / 'p.db'}"
+        upgrade(url)
+        self.records = RecordStore.from_url(url)
+        self.objects = FakeObjects()
+        self.scanner = FakeScanner()
+        self.sent: list[tuple[str, str]] = []
+        self.pipeline = Pipeline(
+            self.records,
+            self.objects,  # type: ignore[arg-type]
+            self.scanner,  # type: ignore[arg-type]
+            lambda task, uid: self.sent.append((task, uid)),
+            Limits(max_image_pixels=10_000_000, max_svg_size=1 << 20, reconcile_after_seconds=0),
+        )
+        self.records.create_tenant("t")
+        self.profile = self.records.create_profile("t", "u", "u@example.com", enabled=True).id
+
+    def stage(self, data: bytes, name: str = "pic") -> str:
+        upload_id = uuid.uuid4().hex
+        key = staging_key(upload_id)
+        self.objects.data[("staging", key)] = data
+        self.records.record_upload(
+            upload_id=upload_id,
+            profile_id=self.profile,
+            file_name=name,
+            original_name=name + ".png",
+            md5="0" * 32,
+            sha256="0" * 64,
+            size=len(data),
+            declared_type="image/png",
+            sniffed_type="image/png",
+            staging_key=key,
+        )
+        return upload_id
+
+    def run(self, upload_id: str) -> str | None:
+        """Drive the steps the way the queues would, following what each step sends."""
+        steps = {
+            SCAN: self.pipeline.scan,
+            VERIFY: self.pipeline.verify,
+            ATTACH: self.pipeline.attach,
+        }
+        self.sent.clear()
+        state = self.pipeline.scan(upload_id)
+        while self.sent:
+            task, uid = self.sent.pop(0)
+            state = steps[task](uid)
+        return state
+
+    def state(self, upload_id: str) -> str:
+        up = self.records.get_upload(upload_id)
+        assert up is not None
+        return up.state
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_clean_image_goes_all_the_way(world: World) -> None:
+    uid = world.stage(png_bytes())
+    assert world.pipeline.scan(uid) == schema.VERIFYING
+    assert world.sent == [(VERIFY, uid)]
+    assert world.pipeline.verify(uid) == schema.VERIFYING
+    assert world.sent[-1] == (ATTACH, uid)
+    assert world.pipeline.attach(uid) == schema.ATTACHED
+    up = world.records.get_upload(uid)
+    assert up is not None and up.signature_version == 1 and up.detected_type == "image/png"
+    assert world.objects.keys("staging") == []
+    assert world.objects.keys("attachments") == [up.object_key]
+
+
+def test_steps_delivered_again_change_nothing(world: World) -> None:
+    uid = world.stage(png_bytes())
+    world.run(uid)
+    before = world.records.get_upload(uid)
+    world.sent.clear()
+    for step in (world.pipeline.scan, world.pipeline.verify, world.pipeline.attach):
+        assert step(uid) == schema.ATTACHED
+    assert world.sent == [] and world.records.get_upload(uid) == before
+
+
+def test_infected_is_quarantined_with_tags_and_never_attached(world: World) -> None:
+    uid = world.stage(png_bytes() + EICAR)
+    assert world.pipeline.scan(uid) == schema.INFECTED
+    up = world.records.get_upload(uid)
+    assert up is not None and up.signature == "Test.Sig" and up.staging_key is None
+    assert world.objects.tags[("quarantine", uid)]["result"] == "infected"
+    assert world.objects.keys("staging") == [] and world.objects.keys("attachments") == []
+    assert world.sent == []
+
+
+def test_over_the_scanners_limit_is_rejected_not_clean(world: World) -> None:
+    world.scanner.limit = 10
+    uid = world.stage(png_bytes())
+    assert world.pipeline.scan(uid) == schema.REJECTED
+    assert "too large to scan" in (world.records.get_upload(uid).reason or "")
+
+
+def test_scanner_down_propagates_for_the_task_to_retry(world: World) -> None:
+    world.scanner.down = True
+    uid = world.stage(png_bytes())
+    with pytest.raises(ServiceUnavailable):
+        world.pipeline.scan(uid)
+    assert world.state(uid) == schema.SCANNING
+    world.scanner.down = False
+    assert world.run(uid) == schema.ATTACHED
+
+
+def test_missing_staged_file_fails_and_operator_retry_needs_the_file(world: World) -> None:
+    uid = world.stage(png_bytes())
+    data = world.objects.data.pop(("staging", staging_key(uid)))
+    assert world.pipeline.scan(uid) == schema.FAILED
+    assert world.pipeline.retry(uid) is False
+    world.objects.data[("staging", staging_key(uid))] = data
+    assert world.pipeline.retry(uid) is True and world.sent == [(SCAN, uid)]
+    world.sent.clear()
+    assert world.run(uid) == schema.ATTACHED
+
+
+def test_reupload_replaces_the_old_version_only_once_attached(world: World) -> None:
+    old = world.stage(png_bytes(), name="avatar")
+    world.run(old)
+    new = world.stage(png_bytes(9, 9), name="avatar")
+    up_old = world.records.get_upload(old)
+    assert up_old is not None
+    attachment = world.records.get_attachment(up_old.attachment_id)
+    assert attachment is not None and attachment.current_upload_id == old  # still served
+    assert world.run(new) == schema.ATTACHED
+    assert world.records.get_attachment(attachment.id).current_upload_id == new
+    assert world.state(old) == schema.SUPERSEDED
+    assert world.objects.keys("attachments") == [world.records.get_upload(new).object_key]
+
+
+def test_an_infected_reupload_leaves_the_old_version_served(world: World) -> None:
+    old = world.stage(png_bytes(), name="avatar")
+    world.run(old)
+    bad = world.stage(png_bytes() + EICAR, name="avatar")
+    assert world.run(bad) == schema.INFECTED
+    up = world.records.get_upload(old)
+    assert up is not None and up.state == schema.ATTACHED
+    assert world.records.get_attachment(up.attachment_id).current_upload_id == old
+
+
+def test_an_older_upload_finishing_last_never_replaces_a_newer_one(world: World) -> None:
+    first = world.stage(png_bytes(), name="race")
+    second = world.stage(png_bytes(7, 7), name="race")
+    for uid in (first, second):
+        world.pipeline.scan(uid)
+        world.pipeline.verify(uid)
+    assert world.pipeline.attach(second) == schema.ATTACHED
+    assert world.pipeline.attach(first) == schema.SUPERSEDED
+    up = world.records.get_upload(second)
+    assert up is not None
+    assert world.records.get_attachment(up.attachment_id).current_upload_id == second
+    assert world.objects.keys("attachments") == [up.object_key]
+
+
+def test_reconcile_resends_each_stuck_upload_to_its_next_step(world: World) -> None:
+    staged = world.stage(png_bytes(), name="a")
+    scanned = world.stage(png_bytes(), name="b")
+    world.pipeline.scan(scanned)
+    verified = world.stage(png_bytes(), name="c")
+    world.pipeline.scan(verified)
+    world.pipeline.verify(verified)
+    world.sent.clear()
+    result = world.pipeline.reconcile()
+    assert result["resent"] == 3
+    assert sorted(world.sent) == sorted([(SCAN, staged), (VERIFY, scanned), (ATTACH, verified)])
+
+
+def test_reconcile_gives_up_after_the_maximum_resends(world: World) -> None:
+    uid = world.stage(png_bytes())
+    for _ in range(world.pipeline.limits.max_resends):
+        world.pipeline.reconcile()
+    assert world.state(uid) == schema.STAGED
+    assert world.pipeline.reconcile()["failed"] == 1
+    assert world.state(uid) == schema.FAILED
+
+
+def test_rescan_after_a_signature_update_detaches_a_new_detection(world: World) -> None:
+    marker = b"<<later-known-bad>>"
+    uid = world.stage(png_bytes())
+    world.run(uid)
+    up = world.records.get_upload(uid)
+    assert up is not None
+    # Bytes only tomorrow's signatures recognise (the fake scanner looks for the marker).
+    world.objects.data[("attachments", up.object_key)] = png_bytes() + marker
+    assert world.pipeline.rescan() == 0  # same signatures: nothing to do
+    world.scanner.signatures, world.scanner.extra = 2, marker
+    assert world.pipeline.rescan() == 1 and world.sent == [(RESCAN_FILE, uid)]
+    assert world.pipeline.rescan() == 0
+    assert world.pipeline.rescan_file(uid) == schema.INFECTED
+    assert world.records.get_attachment(up.attachment_id).current_upload_id is None
+    assert world.objects.keys("attachments") == []
+    assert world.objects.keys("quarantine") == [uid]
