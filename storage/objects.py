@@ -234,7 +234,7 @@ class ObjectStore:
         """A seekable, buffered file object over the object using ranged GETs: lets Pillow and
         libmagic read a staged file without a local copy or holding it whole in memory."""
         raw = _RangeReader(self, bucket, key, size)
-        return io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=buffer_size)
 
     def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
         with _sdk():

@@ -142,7 +142,10 @@ _DATETIME_FIELDS = {"created_at", "updated_at", "scanned_at", "verified_at", "fi
 
 def _upload(row: Any) -> Upload:
     m = row._mapping
-    return Upload(**{k: (_aware(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS})
+    values: dict[str, Any] = {
+        k: (_aware(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS
+    }
+    return Upload(**values)
 
 
 def _attachment(row: Any) -> Attachment:
