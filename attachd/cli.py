@@ -25,6 +25,10 @@ class _Ctx:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = Settings.from_env()
+            # The CLI logs like the services (JSON by default); its output for people is echoed.
+            from attachd.logs import configure
+
+            configure(self._settings.log_level, self._settings.log_format)
         return self._settings
 
     def records(self) -> Any:

@@ -84,10 +84,9 @@ def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
     try:
         for name, argv in commands.items():
             log.info("starting pool %s: %s", name, " ".join(argv))
-            # Own sessions: a terminal's Ctrl-C reaches the supervisor only, which turns it
-            # into one warm shutdown of each pool rather than a second, cold one.
-            children[name] = subprocess.Popen(argv, start_new_session=True,
-                                              preexec_fn=_die_with_parent)
+            # Same process group: whatever stops the group (a terminal's Ctrl-C, `make down`,
+            # a container stop) reaches every pool too. SIGTERM twice is still a warm shutdown.
+            children[name] = subprocess.Popen(argv, preexec_fn=_die_with_parent)
         while any(child.poll() is None for child in children.values()):
             for name, child in children.items():
                 if child.returncode is not None and not stopping:

@@ -5,9 +5,12 @@ retry takes a failed upload to the end of the pipeline."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +160,44 @@ def test_uploads_retry_takes_a_failed_upload_to_a_terminal_state(ops: OpsStack) 
         assert shown["state"] == "attached" and shown["reason"] is None
     finally:
         assert ops.stop_worker(node) == 0
+
+
+def test_attachd_worker_runs_a_pool_per_queue_group_and_stops_them_warm(ops: OpsStack) -> None:
+    import signal
+    import subprocess
+
+    env = dict(ops.env, ATTACHD_WORKER_POOLS="scan=1-2,verify=1,attach+maintenance=1")
+    name = "pools" + str(int(time.time()))
+    log = ops.workdir / "pools.log"
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen([str(ops_bin() / "attachd"), "worker", "--name", name],
+                                env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            mine = {w["name"].split("@")[0]: w for w in fleet_status(ops)["workers"]
+                    if f".{name}@" in w["name"]}
+            if len(mine) == 3:
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"pools seen: {sorted(mine)}"
+            time.sleep(0.5)
+        assert mine[f"scan.{name}"]["queues"] == ["scan"]
+        assert mine[f"verify.{name}"]["queues"] == ["verify"]
+        assert mine[f"attach-maintenance.{name}"]["queues"] == ["attach", "maintenance"]
+        assert mine[f"verify.{name}"]["max_concurrency"] == 1
+        assert ops.upload("pooled.png", png_bytes(30, 30)).status_code == 200
+        assert ops.wait(ops.upload_id("pooled.png")) == "attached"
+        pids = {w["pid"] for w in mine.values()}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()[-3000:]
+    for pid in pids:  # every pool's worker exited with the supervisor
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def ops_bin() -> Path:
+    return Path(sys.executable).parent
