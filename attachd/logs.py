@@ -71,6 +71,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry.setdefault(key, value)
+        data = entry.get("data")
+        if isinstance(data, Mapping) and "id" in data:
+            # Celery's own lines ("received", "succeeded") carry the task in `extra={"data"}`;
+            # the worker's main process logs them outside any task context.
+            entry.setdefault("task_id", data["id"])
+            entry.setdefault("task", data.get("name"))
+            del entry["data"]
         if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
             entry.update(_access_fields(record.args))
         if record.exc_info:

@@ -63,6 +63,9 @@ class DashboardResource:
         peak = max((m["total"] for m in data["throughput"]), default=0)
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["no-store"]
+        # Inline styles only: no script, no frame, nothing fetched from elsewhere.
+        resp.set_header("Content-Security-Policy",
+                        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
         resp.text = self.template.render(
             s=data, refresh=REFRESH_SECONDS, peak=max(peak, 1), peak_label=peak
         )

@@ -140,3 +140,13 @@ def test_fleet_status_table() -> None:
     text = render(status, now=110.0)
     assert "scan@h" in text and "(draining)" in text and "upload=u1 for 10s" in text
     assert "75s" in text
+
+
+def test_celerys_own_task_lines_name_their_task() -> None:
+    context = {"id": "t-9", "name": "attachd.scan", "args": "('u',)"}
+    record = logging.LogRecord("celery.worker.strategy", logging.INFO, __file__, 1,
+                               "Task %(name)s[%(id)s] received", (context,), None)
+    record.data = context
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert (line["task_id"], line["task"]) == ("t-9", "attachd.scan")
+    assert "data" not in line and line["msg"] == "Task attachd.scan[t-9] received"
