@@ -56,7 +56,7 @@ def build_services(settings: Settings) -> Services:
 
     def enqueue(upload_id: str) -> None:
         try:
-            celery.send_task(SCAN, args=[upload_id], queue=ROUTES[SCAN])
+            celery.send_task(SCAN, args=[upload_id], queue=ROUTES[SCAN], ignore_result=True)
         except (KombuError, RedisError, OSError) as exc:
             raise ServiceUnavailable("redis", str(exc)) from exc
 
