@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import falcon
-import falcon.media
 
 from api import errors
 from api.auth import Authorizer
 from api.resources import attachments, monitoring, profiles
 from api.resources import ops as ops_routes
-from api.uploads import UploadReceiver
+from api.uploads import UploadReceiver, form_handler
 from attachd.clamd import ClamdClient
 from attachd.errors import ServiceUnavailable
 from attachd.settings import Settings
@@ -87,8 +87,20 @@ class PathNormalizer:
         if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
             path = path[len(self.prefix) :] or "/"
         if path.endswith(".json") and path.startswith(BASE + "/profile"):
-            path = path[: -len(".json")]
+            # `…/attachments/.json` leaves a trailing slash, which Falcon stripped before
+            # this middleware ran, so it is stripped again here.
+            path = path[: -len(".json")].rstrip("/") or "/"
         req.path = path
+
+
+class NoSniff:
+    """No response is ever to be reinterpreted by a browser as another type (an error body
+    echoing a file name as HTML, a served file as script)."""
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> falcon.App:
@@ -99,27 +111,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         settings, services.records, services.objects, authorizer, services.enqueue
     )
 
-    app = falcon.App(middleware=[PathNormalizer(settings.url_prefix)])
+    middleware: list[Any] = [PathNormalizer(settings.url_prefix), NoSniff()]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    parse = falcon.media.multipart.MultipartParseOptions()
-    parse.max_body_part_count = settings.max_parts
-    parse.max_body_part_headers_size = settings.max_part_header_size
-    parse.max_body_part_buffer_size = 64 * 1024  # text fields only; the file part is streamed
-    app.req_options.media_handlers[falcon.MEDIA_MULTIPART] = falcon.media.MultipartFormHandler(
-        parse_options=parse
-    )
     errors.install(app)
 
     records, objects = services.records, services.objects
     base = BASE + "/profile"
-    app.add_route(f"{base}/{{profile_id}}/uploadAttachment", attachments.UploadResource(receiver, settings))
+    app.add_route(
+        f"{base}/{{profile_id}}/uploadAttachment",
+        attachments.UploadResource(receiver, settings, form_handler(settings)),
+    )
     app.add_route(
         f"{base}/{{profile_id}}/attachments",
         attachments.ListResource(records, objects, authorizer),
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}",
-        attachments.FileResource(records, objects, authorizer, settings.bucket_attachments),
+        attachments.FileResource(records, objects, authorizer),
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}/details",

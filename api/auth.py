@@ -34,7 +34,9 @@ class Authorizer:
                 f"Application '{token.application}' is not allowed to {action} on tenant '{tenant}'"
             )
 
-    def profile(self, token_id: str | None, profile_id: str, action: str = MANAGE_PROFILES) -> Profile:
+    def profile(
+        self, token_id: str | None, profile_id: str, action: str = MANAGE_PROFILES
+    ) -> Profile:
         token = self.token(token_id)
         profile = self._records.get_profile(profile_id)
         if profile is None:

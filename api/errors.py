@@ -15,6 +15,11 @@ from attachd import errors
 
 log = logging.getLogger(__name__)
 
+
+class ParamDeserializationError(errors.BadRequest):
+    """A request parameter holds a value that cannot be read (Crafter: `attributes` not JSON)."""
+
+
 # Most specific first: the first matching class decides.
 _MAP: list[tuple[type[Exception], str, str]] = [
     (errors.AccessDenied, falcon.HTTP_403, "ACCESS_DENIED"),
@@ -23,6 +28,7 @@ _MAP: list[tuple[type[Exception], str, str]] = [
     (errors.NoSuchTenant, falcon.HTTP_404, "NO_SUCH_TENANT"),
     (errors.NotFound, falcon.HTTP_404, "OTHER"),
     (errors.InvalidEmail, falcon.HTTP_400, "INVALID_EMAIL_ADDRESS"),
+    (ParamDeserializationError, falcon.HTTP_400, "PARAM_DESERIALIZATION_ERROR"),
     (errors.RequestTimeout, falcon.HTTP_408, "OTHER"),
     (errors.BadRequest, falcon.HTTP_400, "OTHER"),
     (errors.ProfileExists, falcon.HTTP_409, "PROFILE_EXISTS"),
@@ -35,46 +41,67 @@ _MAP: list[tuple[type[Exception], str, str]] = [
 
 RETRY_AFTER_SECONDS = 5
 
-
-def _body(code: str, message: str) -> dict[str, str]:
-    return {"errorCode": code, "message": message}
-
-
-def handle_domain_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    for cls, status, code in _MAP:
-        if isinstance(ex, cls):
-            resp.status = status
-            resp.media = _body(code, str(ex))
-            if isinstance(ex, errors.ServiceUnavailable):
-                resp.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
-                log.warning("%s %s: %s", req.method, req.path, ex)
-            _close_if_body_unread(req, resp)
-            return
-    handle_unexpected(req, resp, ex, params)
+# Headers a resource may have set for the body it meant to send; they must not describe an error.
+_ENTITY_HEADERS = (
+    "Content-Length",
+    "Content-Range",
+    "Content-Disposition",
+    "ETag",
+    "Last-Modified",
+)
 
 
-def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:
-    """Falcon's own errors (no route, bad multipart, wrong method) in Crafter's shape."""
-    resp.status = ex.status
-    message = ex.description or ex.title or "Error"
-    resp.media = _body("OTHER", message)
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
-    _close_if_body_unread(req, resp)
-
-
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    # Logged with its traceback; the client gets no stack trace.
-    log.exception("unhandled error on %s %s", req.method, req.path)
-    resp.status = falcon.HTTP_500
-    resp.media = _body("OTHER", "Internal error")
-
-
-def _close_if_body_unread(req: falcon.Request, resp: falcon.Response) -> None:
+def _reply(
+    req: falcon.Request, resp: falcon.Response, status: str | int, code: str, message: str
+) -> None:
+    for name in _ENTITY_HEADERS:
+        resp.delete_header(name)
+    resp.stream = None
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"errorCode": code, "message": message}
     # A refusal can come before the body is read (a 415 on the file name): the rest of the body
     # must not be parsed as the next request on a kept-alive connection.
     if req.method in ("POST", "PUT") and req.content_length != 0:
         resp.set_header("Connection", "close")
+
+
+def handle_domain_error(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any
+) -> None:
+    for cls, status, code in _MAP:
+        if isinstance(ex, cls):
+            _reply(req, resp, status, code, str(ex))
+            if isinstance(ex, errors.ServiceUnavailable):
+                resp.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+                log.warning("%s %s: %s", req.method, req.path, ex)
+            return
+    handle_unexpected(req, resp, ex, params)
+
+
+def handle_http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any
+) -> None:
+    """Falcon's own errors (no route, bad multipart, wrong method) in Crafter's shape."""
+    if ex.description:
+        message = ex.description
+    elif ex.status_code == 404:
+        message = f"No route for {req.method} {req.path}"
+    elif ex.status_code == 405:
+        message = f"{req.method} is not allowed on {req.path}"
+    else:
+        message = ex.title or "Error"
+    _reply(req, resp, ex.status, "OTHER", message)
+    if ex.headers:
+        resp.set_headers(ex.headers)
+
+
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any
+) -> None:
+    # Logged with its traceback; the client gets no stack trace.
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    _reply(req, resp, falcon.HTTP_500, "OTHER", "Internal error")
 
 
 def install(app: falcon.App) -> None:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import time
+import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import falcon
+import falcon.media
 
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID, attachment_json
-from api.uploads import TOKEN_FIELD, UploadReceiver, check_object_id
-from attachd.errors import AttachdError, BadRequest, NotFound
+from api.uploads import TOKEN_FIELD, UploadReceiver, check_object_id, open_form
+from attachd.errors import AttachdError, NotFound
 from attachd.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import Attachment, Profile, RecordStore, Upload
 
+log = logging.getLogger(__name__)
+
 # Types that can carry script when rendered inline are only ever offered as downloads.
 _DOWNLOAD_ONLY = {"image/svg+xml"}
+# Served files are data, never a page: no script, no plugin, no fetch, even if opened directly.
 _CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 
 
@@ -57,26 +62,21 @@ class _Base:
 
 
 class UploadResource:
-    def __init__(self, receiver: UploadReceiver, settings: Settings) -> None:
+    def __init__(
+        self,
+        receiver: UploadReceiver,
+        settings: Settings,
+        form_handler: falcon.media.MultipartFormHandler,
+    ) -> None:
         self.receiver = receiver
         self.settings = settings
+        self.form_handler = form_handler
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, profile_id: str) -> None:
-        if not (req.content_type or "").lower().startswith("multipart/form-data"):
-            raise BadRequest("The request must be multipart/form-data with an 'attachment' part")
-        expected = req.content_length or self.settings.max_upload_size
-        deadline = (
-            time.monotonic()
-            + self.settings.upload_grace_seconds
-            + expected / self.settings.upload_min_rate
-        )
-        sock = req.env.get("gunicorn.socket")
-        if sock is not None:
-            sock.settimeout(self.settings.upload_idle_timeout)
-        # The query string is read without touching the body, which is parsed lazily below.
-        query_token = req.get_param(TOKEN_FIELD) or None
-        form = req.get_media()
-        attachment, upload = self.receiver.receive(profile_id, query_token, form, deadline)
+        # The query string is read without touching the body, which is parsed lazily.
+        query_token = token_param(req)
+        with open_form(req, self.settings, self.form_handler) as parts:
+            attachment, upload = self.receiver.receive(profile_id, query_token, parts)
         resp.media = attachment_json(attachment, upload)
 
 
@@ -92,7 +92,9 @@ class ListResource(_Base):
 
 
 class DetailsResource(_Base):
-    def on_get(self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str) -> None:
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
+    ) -> None:
         attachment, upload = self.served(req, profile_id, name)
         resp.media = attachment_json(attachment, upload)
 
@@ -125,7 +127,9 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
 
 
 class StatusResource(_Base):
-    def on_get(self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str) -> None:
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
+    ) -> None:
         attachment = self.attachment(req, profile_id, name)
         upload = self.records.latest_upload(attachment.id)
         if upload is None:
@@ -134,64 +138,45 @@ class StatusResource(_Base):
 
 
 class FileResource(_Base):
-    def __init__(
-        self, records: RecordStore, objects: ObjectStore, authorizer: Authorizer, bucket: str
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
     ) -> None:
-        super().__init__(records, objects, authorizer)
-        self.bucket = bucket
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str) -> None:
         _attachment, upload = self.served(req, profile_id, name)
         assert upload.object_key is not None
         etag = falcon.ETag(upload.sha256)
-        resp.etag = etag
-        if upload.finished_at:
-            resp.last_modified = upload.finished_at
-        resp.content_type = upload.declared_type
-        resp.accept_ranges = "bytes"
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("Content-Security-Policy", _CSP)
-        resp.set_header("Cache-Control", "private, no-cache")
-        if upload.declared_type in _DOWNLOAD_ONLY:
-            resp.downloadable_as = upload.original_name
-        else:
-            resp.viewable_as = upload.original_name
         if _not_modified(req, etag, upload.finished_at):
+            _describe(resp, upload, etag)
             resp.status = falcon.HTTP_304
             return
         size = upload.size
-        offset, length = 0, size
-        byte_range = req.range if _range_applies(req, etag) else None
-        if byte_range is not None and size > 0:
-            start, end = byte_range
-            if start < 0:  # suffix range: the last -start bytes
-                start, end = max(size + start, 0), size - 1
-            elif end < 0 or end >= size:
-                end = size - 1
-            if start >= size or start > end:
-                resp.status = falcon.HTTP_416
-                resp.content_range = (0, size - 1, size)
-                resp.set_header("Content-Range", f"bytes */{size}")
-                resp.media = {"errorCode": "OTHER", "message": "Requested range not satisfiable"}
-                return
-            offset, length = start, end - start + 1
+        byte_range = _byte_range(req, etag, size)
+        offset, length = byte_range if byte_range else (0, size)
+        body: Iterator[bytes] | None = None
+        if req.method != "HEAD" and length > 0:
+            chunks = self.objects.iter_range(
+                self.objects.buckets.attachments, upload.object_key, offset, length
+            )
+            # Pull the first chunk before any header is set, so a MinIO failure is a clean 503,
+            # not a truncated 200.
+            body = _chain(next(chunks, b""), chunks)
+        _describe(resp, upload, etag)
+        if byte_range:
             resp.status = falcon.HTTP_206
-            resp.content_range = (start, end, size)
+            resp.content_range = (offset, offset + length - 1, size)
         resp.content_length = length
-        if req.method == "HEAD" or length == 0:
-            return
-        chunks = self.objects.iter_range(self.bucket, upload.object_key, offset, length)
-        # Pull the first chunk now so a MinIO failure is a clean 503, not a truncated 200.
-        first = next(chunks, b"")
-        resp.stream = _chain(first, chunks)
+        resp.stream = body
 
     on_head = on_get
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str) -> None:
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
+    ) -> None:
         attachment = self.attachment(req, profile_id, name)
-        removed = self.records.delete_attachment(attachment.id)
+        # Nothing sweeps the attachments bucket for orphans: with MinIO down, refuse (503) rather
+        # than forget the record of objects that would then stay forever.
+        self.objects.ping()
         buckets = self.objects.buckets
-        for upload in removed:
+        for upload in self.records.delete_attachment(attachment.id):
             for bucket, key in (
                 (buckets.staging, upload.staging_key),
                 (buckets.attachments, upload.object_key),
@@ -201,12 +186,26 @@ class FileResource(_Base):
                     try:
                         self.objects.delete(bucket, key)
                     except AttachdError:
-                        # The reconciler's orphan sweep finds objects with no record.
-                        pass
+                        log.warning("could not delete %s/%s of a deleted attachment", bucket, key)
         resp.status = falcon.HTTP_204
 
 
-def _chain(first: bytes, rest: Any) -> Any:
+def _describe(resp: falcon.Response, upload: Upload, etag: falcon.ETag) -> None:
+    """Headers of a served file, the same for 200, 206 and 304."""
+    resp.etag = etag
+    if upload.finished_at:
+        resp.last_modified = upload.finished_at
+    resp.content_type = upload.declared_type
+    resp.accept_ranges = "bytes"
+    resp.set_header("Content-Security-Policy", _CSP)
+    resp.set_header("Cache-Control", "private, no-cache")
+    if upload.declared_type in _DOWNLOAD_ONLY:
+        resp.downloadable_as = upload.original_name
+    else:
+        resp.viewable_as = upload.original_name
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
@@ -216,10 +215,29 @@ def _not_modified(req: falcon.Request, etag: falcon.ETag, modified: datetime | N
     if req.if_none_match is not None:
         return any(tag == "*" or tag == etag for tag in req.if_none_match)
     if req.if_modified_since is not None and modified is not None:
-        return modified.replace(microsecond=0) <= req.if_modified_since.replace(tzinfo=modified.tzinfo)
+        since = req.if_modified_since.replace(tzinfo=modified.tzinfo)
+        return modified.replace(microsecond=0) <= since
     return False
 
 
-def _range_applies(req: falcon.Request, etag: falcon.ETag) -> bool:
+def _byte_range(req: falcon.Request, etag: falcon.ETag, size: int) -> tuple[int, int] | None:
+    """(offset, length) of the one range asked for, or None for the whole file. A Range header
+    that cannot be honoured as asked (malformed, several ranges, another unit, or an If-Range
+    that no longer matches) is ignored, as HTTP allows: the client gets the whole file."""
     if_range = req.get_header("If-Range")
-    return if_range is None or if_range.strip() == etag.dumps()
+    if if_range is not None and if_range.strip() != etag.dumps():
+        return None
+    try:
+        byte_range = req.range
+    except falcon.HTTPInvalidHeader:
+        return None
+    if byte_range is None or req.range_unit != "bytes":
+        return None
+    start, end = byte_range
+    if start < 0:  # suffix range: the last -start bytes
+        start, end = max(size + start, 0), size - 1
+    elif end < 0 or end >= size:
+        end = size - 1
+    if start >= size or start > end:
+        raise falcon.HTTPRangeNotSatisfiable(size)
+    return start, end - start + 1

@@ -31,6 +31,7 @@ class StatusResource:
         healthy = True
         for name, check in self.checks.items():
             started = time.perf_counter()
+            entry: dict[str, object]
             try:
                 check()
                 entry = {"status": "up"}

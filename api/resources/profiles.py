@@ -12,6 +12,7 @@ import falcon
 
 from api.auth import Authorizer
 from api.crafter import profile_json
+from api.errors import ParamDeserializationError
 from api.uploads import check_object_id
 from attachd.errors import BadRequest, InvalidEmail, NoSuchTenant
 from storage.records import RecordStore
@@ -67,8 +68,8 @@ class CreateProfileResource:
         token = self.auth.token(token_param(req) or _one(params, "accessTokenId", required=False))
         tenant = _one(params, "tenantName")
         assert tenant is not None
-        if not self.records.tenant_exists(tenant):
-            raise NoSuchTenant(tenant)
+        # Crafter's order: the permission first, so a token learns nothing about tenants it
+        # has no access to, not even whether they exist.
         self.auth.check_tenant(token, tenant)
         username = _one(params, "username")
         email = _one(params, "email")
@@ -76,6 +77,8 @@ class CreateProfileResource:
         assert username is not None and email is not None
         if not _EMAIL.match(email):
             raise InvalidEmail(f"Invalid email address '{email}'")
+        if not self.records.tenant_exists(tenant):
+            raise NoSuchTenant(tenant)
         password = _one(params, "password", required=False)
         roles = params.get("role", [])
         raw_attributes = _one(params, "attributes", required=False)
@@ -84,9 +87,9 @@ class CreateProfileResource:
             try:
                 attributes = json.loads(raw_attributes)
             except ValueError:
-                raise BadRequest("'attributes' is not valid JSON") from None
+                raise ParamDeserializationError("'attributes' is not valid JSON") from None
             if not isinstance(attributes, dict):
-                raise BadRequest("'attributes' must be a JSON object")
+                raise ParamDeserializationError("'attributes' must be a JSON object")
         profile = self.records.create_profile(
             tenant,
             username,
