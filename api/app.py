@@ -13,7 +13,7 @@ import falcon
 
 from api import errors
 from api.auth import Authorizer
-from api.resources import attachments, monitoring, profiles
+from api.resources import attachments, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
 from api.uploads import UploadReceiver, form_handler
 from attachd.clamd import ClamdClient
@@ -143,4 +143,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
     app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())
     ops_routes.add_routes(app, settings, services.records)
+    app.add_route(f"{BASE}/openapi.json", openapi.OpenApiResource(authorizer, settings.url_prefix))
     return app
