@@ -144,22 +144,24 @@ class FileResource(_Base):
         _attachment, upload = self.served(req, profile_id, name)
         assert upload.object_key is not None
         etag = falcon.ETag(upload.sha256)
+        _validators(resp, upload, etag)
         if _not_modified(req, etag, upload.finished_at):
-            _describe(resp, upload, etag)
             resp.status = falcon.HTTP_304
             return
         size = upload.size
         byte_range = _byte_range(req, etag, size)
         offset, length = byte_range if byte_range else (0, size)
+        bucket = self.objects.buckets.attachments
         body: Iterator[bytes] | None = None
-        if req.method != "HEAD" and length > 0:
-            chunks = self.objects.iter_range(
-                self.objects.buckets.attachments, upload.object_key, offset, length
-            )
+        if req.method == "HEAD":
+            # The same answer as GET would give, without the bytes: 503 if MinIO is down.
+            self.objects.stat(bucket, upload.object_key)
+        elif length > 0:
+            chunks = self.objects.iter_range(bucket, upload.object_key, offset, length)
             # Pull the first chunk before any header is set, so a MinIO failure is a clean 503,
             # not a truncated 200.
             body = _chain(next(chunks, b""), chunks)
-        _describe(resp, upload, etag)
+        _describe(resp, upload)
         if byte_range:
             resp.status = falcon.HTTP_206
             resp.content_range = (offset, offset + length - 1, size)
@@ -190,15 +192,19 @@ class FileResource(_Base):
         resp.status = falcon.HTTP_204
 
 
-def _describe(resp: falcon.Response, upload: Upload, etag: falcon.ETag) -> None:
-    """Headers of a served file, the same for 200, 206 and 304."""
+def _validators(resp: falcon.Response, upload: Upload, etag: falcon.ETag) -> None:
+    """What a 304 repeats of the full answer."""
     resp.etag = etag
     if upload.finished_at:
         resp.last_modified = upload.finished_at
+    resp.set_header("Cache-Control", "private, no-cache")
+
+
+def _describe(resp: falcon.Response, upload: Upload) -> None:
+    """Headers of the served bytes (200 and 206)."""
     resp.content_type = upload.declared_type
     resp.accept_ranges = "bytes"
     resp.set_header("Content-Security-Policy", _CSP)
-    resp.set_header("Cache-Control", "private, no-cache")
     if upload.declared_type in _DOWNLOAD_ONLY:
         resp.downloadable_as = upload.original_name
     else:
