@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import select
 import socket
 import sys
 import time
@@ -120,6 +121,15 @@ def post_parts(
     )
 
 
+def multipart_body(name: str, data: bytes) -> tuple[bytes, str]:
+    """A one-file multipart body and its Content-Type, for the in-process test client."""
+    prepared = requests.Request(
+        "POST", "http://x/", files={"attachment": (name, data, "application/octet-stream")}
+    ).prepare()
+    assert isinstance(prepared.body, bytes)
+    return prepared.body, prepared.headers["Content-Type"]
+
+
 def get(base_url: str, account: Account, rest: str, **kwargs: Any) -> requests.Response:
     params = {"accessTokenId": account.token, **kwargs.pop("params", {})}
     return requests.get(base_url + account.path(rest), params=params, timeout=30, **kwargs)
@@ -158,11 +168,12 @@ def send_partial(
         if trickle is not None:
             piece, pause, count = trickle
             for _ in range(count):
-                time.sleep(pause)
+                if select.select([sock], [], [], pause)[0]:
+                    break  # the server answered (or closed): read what it said
                 try:
                     sock.sendall(piece)
                 except OSError:
-                    break  # the server gave up on us: read what it said
+                    break
         data = b""
         while True:
             try:
@@ -242,13 +253,13 @@ def staging_keys(objects: ObjectStore, settings: Settings) -> set[str]:
 
 @contextmanager
 def leaves_nothing(
-    objects: ObjectStore, settings: Settings, records: RecordStore, account: Account, name: str
+    stack: Stack, objects: ObjectStore, account: Account, name: str
 ) -> Iterator[None]:
     """The request inside refuses the upload: no new object in staging, no record of the name."""
-    before = staging_keys(objects, settings)
+    before = staging_keys(objects, stack.settings)
     yield
-    assert staging_keys(objects, settings) - before == set()
-    assert records.find_attachment(account.profile_id, filetypes.base_name(name)) is None
+    assert staging_keys(objects, stack.settings) - before == set()
+    assert stack.records.find_attachment(account.profile_id, filetypes.base_name(name)) is None
 
 
 # --- other configurations -----------------------------------------------------------------------

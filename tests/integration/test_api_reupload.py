@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-import requests
 
 from api.app import build_services
 from storage.objects import ObjectStore
@@ -19,6 +18,7 @@ from tests.integration.api_support import (
     jpeg_bytes,
     latest_upload,
     md5,
+    multipart_body,
     new_account,
     upload,
     upload_attached,
@@ -53,7 +53,7 @@ def test_the_old_version_is_served_until_the_new_one_is_attached(
     held: list[str] = []
     real = build_services(stack.settings)
     with app_client(stack.settings, replace(real, enqueue=held.append)) as client:
-        body, content_type = _multipart("avatar.png", NEW)
+        body, content_type = multipart_body("avatar.png", NEW)
         resp = client.simulate_post(
             account.path("/uploadAttachment"),
             params={"accessTokenId": account.token},
@@ -88,14 +88,6 @@ def test_the_old_version_is_served_until_the_new_one_is_attached(
     assert replaced is not None and replaced.state == "superseded"
     assert old_upload.object_key is not None
     assert not objects.exists(stack.settings.bucket_attachments, old_upload.object_key)
-
-
-def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
-    prepared = requests.Request(
-        "POST", "http://x/", files={"attachment": (name, data, "application/octet-stream")}
-    ).prepare()
-    assert isinstance(prepared.body, bytes)
-    return prepared.body, prepared.headers["Content-Type"]
 
 
 @pytest.mark.parametrize("outcome", ["infected", "rejected"])

@@ -234,7 +234,7 @@ def test_a_bad_form_field_token_leaves_nothing(
     # After the file, the token is read once the file is already in staging: it must go.
     file_part = ("attachment", ("late.png", png_bytes()))
     parts = [token_part, file_part] if where == "before" else [file_part, token_part]
-    with leaves_nothing(objects, stack.settings, stack.records, account, "late.png"):
+    with leaves_nothing(stack, objects, account, "late.png"):
         resp = post_parts(stack.base_url, account, parts)
     assert_error(resp, 403, "ACTION_DENIED" if problem == "other-tenant" else "ACCESS_DENIED")
 

@@ -159,7 +159,7 @@ def test_the_same_name_keeps_its_id_whatever_the_extension(stack: Stack, account
 def test_a_type_not_allowed_is_refused_with_415(
     stack: Stack, account: Account, objects: ObjectStore, name: str, data: bytes
 ) -> None:
-    with leaves_nothing(objects, stack.settings, stack.records, account, name):
+    with leaves_nothing(stack, objects, account, name):
         message = assert_error(upload(stack.base_url, account, name, data), 415)
     assert "not allowed" in message
 
@@ -177,7 +177,7 @@ def test_a_type_not_allowed_is_refused_with_415(
 def test_content_contradicting_its_name_is_refused_with_415(
     stack: Stack, account: Account, objects: ObjectStore, name: str, data: bytes, found: str
 ) -> None:
-    with leaves_nothing(objects, stack.settings, stack.records, account, name):
+    with leaves_nothing(stack, objects, account, name):
         message = assert_error(upload(stack.base_url, account, name, data), 415)
     assert found in message
 
@@ -206,7 +206,7 @@ def _partial_upload(stack: Stack, account: Account, name: str, first_bytes: byte
 def test_a_refused_name_is_answered_without_waiting_for_the_file(
     stack: Stack, account: Account, objects: ObjectStore
 ) -> None:
-    with leaves_nothing(objects, stack.settings, stack.records, account, "payload.exe"):
+    with leaves_nothing(stack, objects, account, "payload.exe"):
         seconds = _partial_upload(stack, account, "payload.exe", (ELF * 300)[: 64 * 1024])
     assert seconds < 5  # not the 30 s idle timeout: nothing more was awaited
 
@@ -215,7 +215,7 @@ def test_content_contradicting_its_name_fails_after_its_first_kib(
     stack: Stack, account: Account, objects: ObjectStore
 ) -> None:
     html = (HTML * 200)[: 64 * 1024]
-    with leaves_nothing(objects, stack.settings, stack.records, account, "fake.jpg"):
+    with leaves_nothing(stack, objects, account, "fake.jpg"):
         seconds = _partial_upload(stack, account, "fake.jpg", html)
     assert seconds < 5
 
@@ -289,7 +289,7 @@ def test_an_unknown_profile_is_404_no_such_profile(
     stack: Stack, account: Account, objects: ObjectStore
 ) -> None:
     missing = Account(account.tenant, account.token, "0123456789abcdef01234567")
-    with leaves_nothing(objects, stack.settings, stack.records, missing, "a.png"):
+    with leaves_nothing(stack, objects, missing, "a.png"):
         resp = upload(stack.base_url, missing, "a.png", png_bytes())
     message = assert_error(resp, 404, "NO_SUCH_PROFILE")
     assert message == 'No profile with ID "0123456789abcdef01234567" found'
@@ -297,6 +297,6 @@ def test_an_unknown_profile_is_404_no_such_profile(
 
 def test_a_file_over_the_limit_is_413(stack: Stack, account: Account, objects: ObjectStore) -> None:
     too_big = padded_png(stack.settings.max_upload_size + 1)
-    with leaves_nothing(objects, stack.settings, stack.records, account, "big.png"):
+    with leaves_nothing(stack, objects, account, "big.png"):
         resp = upload(stack.base_url, account, "big.png", too_big)
     assert str(stack.settings.max_upload_size) in assert_error(resp, 413)
