@@ -1,6 +1,8 @@
 """A stack of its own for the operations tests: a gunicorn API and Celery workers that a test
-starts, stops and drains at will, on a Redis database, SQLite file and buckets no other test
-touches (the shared `stack` worker would otherwise consume these tests' queues)."""
+starts, stops and drains at will, on a redis-server, SQLite file and buckets no other test
+touches. A Redis of its own, not a database of the shared one: these tests count workers and
+queued messages, and a shared server's databases are handed out round-robin, so a long run (or
+two runs side by side) would sooner or later hand another test's workers the same database."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,7 +27,7 @@ from attachd.settings import Settings
 from storage.migrate import upgrade
 from storage.objects import Buckets, ObjectStore
 from storage.records import RecordStore
-from tests.conftest import REPO, _free_port, _session_redis_url
+from tests.conftest import REPO, _free_port
 from tests.integration.conftest import settings_env, wait_for_worker
 
 BIN = Path(sys.executable).parent
@@ -32,15 +36,49 @@ OPS_PASSWORD = "ops-" + secrets.token_hex(8)
 METRICS_TOKEN = "prom-" + secrets.token_hex(8)
 
 
+def start_redis(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """A private redis-server on a free port, nothing saved to disk; returns its URL."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed (deploy/scripts/ensure-deps.sh installs it)"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return url, proc
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("private redis-server did not start") from None
+            time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class OpsStack:
     def __init__(self, base: Settings, workdir: Path, **overrides: Any) -> None:
         tag = secrets.token_hex(3)
         self.workdir = workdir
+        redis_url, self.redis = start_redis(workdir)
         self.settings = replace(
             base,
             var_dir=workdir,
             database_url=f"sqlite:///{workdir / 'attachd.db'}",
-            redis_url=_session_redis_url(base.redis_url),
+            redis_url=redis_url,
             api_port=_free_port(),
             bucket_staging=f"o{tag}-staging",
             bucket_attachments=f"o{tag}-attachments",
@@ -146,6 +184,7 @@ class OpsStack:
         if self.api is not None and self.api.poll() is None:
             self.api.terminate()
             self.api.wait(timeout=30)
+        stop_process(self.redis)
         self.records.engine.dispose()
         s = self.settings
         for bucket in (s.bucket_staging, s.bucket_attachments, s.bucket_quarantine):

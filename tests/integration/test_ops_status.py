@@ -3,49 +3,29 @@ own (the shared test services are never stopped), and a clamd address nothing li
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 from falcon import testing
 
 from api.app import create_app
 from attachd.settings import Settings
 from tests.conftest import _free_port
+from tests.integration.ops_support import start_redis, stop_process
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    server = shutil.which("redis-server")
-    assert server, "redis-server is not installed (deploy/scripts/ensure-deps.sh installs it)"
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.05)
+    url, proc = start_redis(tmp_path)
     try:
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_status_reports_a_stopped_redis_as_down(
