@@ -1,0 +1,289 @@
+"""A bounded soak: thousands of uploads through the real stack while a worker is SIGKILLed, Redis
+restarts empty and pool processes die, then a count of what was accepted, where every upload
+ended, and what was left behind (target: nothing).
+
+    python -m bench.soak [--uploads 10000] [--concurrency 8]
+
+Runs on its own services (deploy/env/soak.env) and rewrites the soak section of
+docs/RELIABILITY.md with the figures of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+from bench.stack import REPO, BenchStack, load_env
+from storage import schema
+from storage.objects import staging_key
+from workers.celery_app import make_celery
+from workers.tasks import build_pipeline
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+SCRIPT_SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(120)
+REPORT = REPO / "docs" / "RELIABILITY.md"
+BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+
+
+def png(i: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16 + i % 16, 16), (i % 256, 80, 160)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def sample(i: int) -> tuple[str, bytes, str]:
+    """(file name, bytes, what should become of it)."""
+    kind = i % 50
+    if kind == 0:
+        return f"virus-{i}.png", png(i) + EICAR, "infected"
+    if kind == 1:
+        return f"script-{i}.svg", SCRIPT_SVG, "rejected"
+    if kind == 2:
+        return f"elf-{i}.png", ELF, "refused"  # 415 at the door
+    if kind in (3, 4):
+        return "again.png", png(i), "attached-or-superseded"  # the same name, many times
+    return f"clean-{i}.png", png(i), "attached"
+
+
+class SoakStack(BenchStack):
+    def start_worker(self) -> None:
+        proc = self._start(
+            "worker",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--loglevel=WARNING",
+            "-Q",
+            "scan,verify,attach,maintenance",
+            f"--concurrency={self.worker_concurrency}",
+            f"--hostname=soak-{os.getpid()}-{time.monotonic_ns()}@%h",
+        )
+        self._wait_worker(proc)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the whole worker: supervisor and pool, mid-task."""
+        proc = self._procs.pop("worker")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def kill_pool_children(self) -> int:
+        proc = self._procs["worker"]
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return len(pids)
+
+    def restart_redis_empty(self) -> None:
+        script = str(REPO / "deploy" / "scripts" / "services.sh")
+        subprocess.run([script, "stop", "redis"], cwd=REPO, env=self.env, check=True)
+        subprocess.run([script, "start", "redis"], cwd=REPO, env=self.env, check=True)
+
+
+@dataclass
+class Figures:
+    uploads_sent: int = 0
+    responses: Counter[str] = field(default_factory=Counter)
+    expected: Counter[str] = field(default_factory=Counter)
+    faults: list[str] = field(default_factory=list)
+    final_states: dict[str, int] = field(default_factory=dict)
+    upload_rows: int = 0
+    leftovers: dict[str, int] = field(default_factory=dict)
+    seconds_to_drain: float = 0.0
+    seconds_total: float = 0.0
+
+
+def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
+    env = {**os.environ, **load_env(REPO / "deploy" / "env" / "soak.env")}
+    figures = Figures()
+    started = time.monotonic()
+    stack = SoakStack(env)
+    with stack as target:
+        account = target.account("soak")
+        url = target.upload_url(account)
+        stack.start_worker()
+        lock = threading.Lock()
+        done = 0
+        local = threading.local()
+
+        def send(i: int) -> None:
+            nonlocal done
+            name, data, expect = sample(i)
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            try:
+                resp = session.post(
+                    url,
+                    params={"accessTokenId": account.token},
+                    files={"attachment": (name, data)},
+                    timeout=60,
+                )
+                outcome = str(resp.status_code)
+            except requests.RequestException as exc:
+                outcome = f"client error: {type(exc).__name__}"
+            with lock:
+                figures.responses[outcome] += 1
+                figures.expected[expect] += 1
+                done += 1
+
+        def chaos() -> None:
+            plan = [
+                (0.25, "kill -9 the worker"),
+                (0.5, "restart Redis empty"),
+                (0.75, "kill -9 the pool processes"),
+            ]
+            for at, what in plan:
+                while done < uploads * at:
+                    time.sleep(0.05)
+                when = done
+                if what == "kill -9 the worker":
+                    stack.kill_worker()
+                    time.sleep(2)
+                    stack.start_worker()
+                elif what == "restart Redis empty":
+                    stack.restart_redis_empty()
+                else:
+                    stack.kill_pool_children()
+                figures.faults.append(f"{what} after {when} uploads")
+                print(f"[soak] {what} after {when} uploads", file=sys.stderr)
+
+        chaos_thread = threading.Thread(target=chaos, daemon=True)
+        chaos_thread.start()
+        with ThreadPoolExecutor(concurrency) as pool:
+            for n, _ in enumerate(pool.map(send, range(uploads)), 1):
+                if n % 500 == 0:
+                    print(f"[soak] {n}/{uploads} sent", file=sys.stderr)
+        chaos_thread.join(timeout=60)
+        figures.uploads_sent = uploads
+
+        # Drain: the reconciler re-sends what the emptied broker and the killed workers lost.
+        settings = stack.settings
+        celery = make_celery(settings)
+        pipeline = build_pipeline(settings, celery)
+        drain_start = time.monotonic()
+        while True:
+            counts = target.records.count_by_state()
+            active = sum(counts[s] for s in schema.ACTIVE_STATES)
+            if active == 0 or time.monotonic() - drain_start > drain_timeout:
+                break
+            pipeline.reconcile()
+            time.sleep(5)
+        figures.seconds_to_drain = round(time.monotonic() - drain_start, 1)
+        figures.final_states = dict(counts)
+        figures.upload_rows = sum(counts.values())
+        figures.leftovers = leftovers(target, settings)
+        celery.close()
+    figures.seconds_total = round(time.monotonic() - started, 1)
+    return figures
+
+
+def leftovers(target, settings) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Objects without a record and records without their object, bucket by bucket."""
+    records, objects = target.records, target.objects
+    uploads = [u for s in schema.STATES for u in records.uploads_in_state(s, limit=10**7)]
+    staged = {k for k, _ in objects.list_keys(settings.bucket_staging)}
+    attached = {k for k, _ in objects.list_keys(settings.bucket_attachments)}
+    quarantined = {k for k, _ in objects.list_keys(settings.bucket_quarantine)}
+    want_staged = {u.staging_key for u in uploads if u.staging_key}
+    want_attached = {u.object_key for u in uploads if u.state == schema.ATTACHED}
+    want_quarantined = {u.quarantine_key for u in uploads if u.quarantine_key}
+    served = {u.id for u in uploads if u.state == schema.ATTACHED}
+    return {
+        "staged objects without an upload": len(staged - want_staged),
+        "uploads whose staged object is missing": len(want_staged - staged),
+        "attached objects not served": len(attached - want_attached),
+        "attached uploads without their object": len(want_attached - attached),
+        "quarantined objects without a record": len(quarantined - want_quarantined),
+        "infected uploads without quarantined evidence": len(want_quarantined - quarantined),
+        "uploads still in the pipeline": sum(1 for u in uploads if u.state in schema.ACTIVE_STATES),
+        "attached uploads in staging": sum(
+            1 for u in uploads if u.id in served and staging_key(u.id) in staged
+        ),
+    }
+
+
+def markdown(f: Figures, uploads: int, concurrency: int) -> str:
+    accepted = f.responses.get("200", 0)
+    lines = [
+        BEGIN,
+        f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+        f"({platform.machine()}), `python -m bench.soak --uploads {uploads} "
+        f"--concurrency {concurrency}`: {f.seconds_total} s in all, "
+        f"{f.seconds_to_drain} s to drain after the last upload.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| uploads sent | {f.uploads_sent} |",
+        *(f"| answered {k} | {v} |" for k, v in sorted(f.responses.items())),
+        f"| accepted (200) | {accepted} |",
+        f"| upload records | {f.upload_rows} (one per accepted upload: "
+        f"{'yes' if f.upload_rows == accepted else 'NO'}) |",
+        *(f"| final state `{k}` | {v} |" for k, v in f.final_states.items() if v),
+        *(f"| faults injected | {x} |" for x in f.faults),
+        *(f"| leftover: {k} | {v} |" for k, v in f.leftovers.items()),
+        "",
+        "Expected by construction: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(f.expected.items()))
+        + ".",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_report(section: str) -> None:
+    text = REPORT.read_text() if REPORT.exists() else f"# Reliability\n\n{BEGIN}\n{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text += "\n" + section + "\n"
+    REPORT.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--uploads", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--drain-timeout", type=float, default=900)
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite RELIABILITY.md")
+    args = parser.parse_args(argv)
+    figures = soak(args.uploads, args.concurrency, args.drain_timeout)
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    # asdict() would rebuild the Counters from (key, value) pairs: copy them as plain dicts.
+    data = {
+        **asdict(figures),
+        "responses": dict(figures.responses),
+        "expected": dict(figures.expected),
+    }
+    path.write_text(json.dumps(data, indent=2))
+    section = markdown(figures, args.uploads, args.concurrency)
+    print(section)
+    if not args.no_report:
+        write_report(section)
+    lost = sum(figures.leftovers.values())
+    accepted = figures.responses.get("200", 0)
+    return 0 if lost == 0 and figures.upload_rows == accepted else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
