@@ -24,12 +24,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import requests
 from PIL import Image
 
+from attachd.settings import Settings
 from bench.stack import REPO, BenchStack, load_env
+from bench.target import Target
 from storage import schema
 from storage.objects import staging_key
 from workers.celery_app import make_celery
@@ -195,7 +196,7 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
     return figures
 
 
-def leftovers(target, settings) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def leftovers(target: Target, settings: Settings) -> dict[str, int]:
     """Objects without a record and records without their object, bucket by bucket."""
     records, objects = target.records, target.objects
     uploads = [u for s in schema.STATES for u in records.uploads_in_state(s, limit=10**7)]
