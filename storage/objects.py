@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, REPLACE, ComposeSource, CopySource, Filter, Tags
+from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
@@ -56,6 +58,27 @@ def _translate(exc: Exception) -> Exception:
 
 
 _SDK_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
+
+# Parts of one upload in flight at once while the next is read. Two keep loopback MinIO busy on
+# two cores as well as three did, with one part less in memory per upload.
+PARALLEL_PARTS = 2
+
+
+def _read_full(reader: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes, fewer only at the end of the stream (a raw stream may return short
+    reads before it ends)."""
+    data = reader.read(size)
+    if len(data) == size or not data:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < size:
+        more = reader.read(size - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
 
 
 @contextmanager
@@ -137,18 +160,94 @@ class ObjectStore:
     # --- writes -------------------------------------------------------------------------------
 
     def put_stream(
-        self, bucket: str, key: str, reader: BinaryIO, content_type: str, part_size: int
+        self,
+        bucket: str,
+        key: str,
+        reader: BinaryIO,
+        content_type: str,
+        part_size: int,
+        parallel: int = PARALLEL_PARTS,
     ) -> str:
-        """Stream `reader` into bucket/key with a multipart upload of part_size parts.
+        """Stream `reader` into bucket/key with a multipart upload of part_size parts, up to
+        `parallel` of them in flight while the next one is read; a stream that fits in one part
+        is stored with a single PUT.
 
-        Memory is bounded by a few parts whatever the size. If `reader` raises (size limit, the
-        client went away), the SDK aborts the multipart upload and the exception propagates
-        unchanged, so nothing is left in the bucket."""
+        Memory is bounded by parallel + 1 parts whatever the size. If `reader` raises (size
+        limit, the client went away), the multipart upload is aborted and the exception
+        propagates unchanged, so nothing is left in the bucket.
+
+        The SDK's put_object(length=-1) does the same but reads one byte past every part and
+        copies each part twice to carry that byte over (two more part-sized buffers per part),
+        with three parts in flight. Sending the parts here with the SDK's own UploadPart calls
+        took the API worker's peak RSS growth during a 2 GiB upload from 62-76 MiB to 34-45 MiB
+        (make bench, B1)."""
+        first = _read_full(reader, part_size)
+        second = _read_full(reader, part_size) if len(first) == part_size else b""
+        if not second:
+            with _sdk():
+                single = self.client.put_object(
+                    bucket, key, io.BytesIO(first), len(first), content_type, part_size=part_size
+                )
+            return str(single.etag)
         with _sdk():
-            result = self.client.put_object(
-                bucket, key, reader, length=-1, part_size=part_size, content_type=content_type
+            upload_id = self.client._create_multipart_upload(
+                bucket, key, {"Content-Type": content_type}
             )
+        # Handed over as a list the sender empties, so no name here keeps a sent part alive.
+        read_ahead = [first, second]
+        del first, second
+        try:
+            etags = self._upload_parts(
+                bucket, key, upload_id, read_ahead, reader, part_size, parallel
+            )
+            with _sdk():
+                result = self.client._complete_multipart_upload(
+                    bucket, key, upload_id, [Part(n, etag) for n, etag in enumerate(etags, 1)]
+                )
+        except BaseException:
+            with suppress(*_SDK_ERRORS):
+                self.client._abort_multipart_upload(bucket, key, upload_id)
+            raise
         return str(result.etag)
+
+    def _upload_parts(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        read_ahead: list[bytes],
+        reader: BinaryIO,
+        part_size: int,
+        parallel: int,
+    ) -> list[str]:
+        def send(number: int, data: bytes) -> str:
+            with _sdk():
+                return str(self.client._upload_part(bucket, key, data, None, upload_id, number))
+
+        futures: list[Future[str]] = []
+        with ThreadPoolExecutor(parallel, thread_name_prefix="attachd-part") as pool:
+            try:
+                number = 0
+                while True:
+                    data = read_ahead.pop(0) if read_ahead else _read_full(reader, part_size)
+                    if not data:
+                        break
+                    # The next part is read while `parallel` parts are in flight; it is sent
+                    # once one of them is done.
+                    in_flight = [f for f in futures if not f.done()]
+                    if len(in_flight) >= parallel:
+                        wait(in_flight, return_when=FIRST_COMPLETED)
+                    for f in futures:
+                        if f.done():
+                            f.result()  # a failed part stops the upload now, not at the end
+                    number += 1
+                    futures.append(pool.submit(send, number, data))
+                    del data
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         with _sdk():
