@@ -7,6 +7,7 @@ from MinIO, so nothing is written to a temp file and memory stays flat.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 from collections.abc import Iterable
@@ -93,20 +94,31 @@ class ClamdClient:
         with self._connect() as sock:
             try:
                 sock.sendall(b"zINSTREAM\0")
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    for start in range(0, len(view), chunk_size):
-                        piece = view[start : start + chunk_size]
-                        sock.sendall(struct.pack("!L", len(piece)))
-                        sock.sendall(piece)
-                sock.sendall(struct.pack("!L", 0))
-                reply = _read_reply(sock)
-            except BrokenPipeError:
-                # clamd stops reading once a stream passes StreamMaxLength and says why.
-                reply = _read_reply(sock)
+                reply = _send_stream(sock, chunks, chunk_size)
+                if reply is None:
+                    sock.sendall(struct.pack("!L", 0))
+                    reply = _read_reply(sock)
             except OSError as exc:
-                raise ServiceUnavailable("clamd", str(exc)) from exc
+                # clamd closed on us mid-stream; its answer may still be waiting.
+                reply = _reply_after_failed_send(sock)
+                if not reply:
+                    raise ServiceUnavailable("clamd", str(exc)) from exc
         return _verdict(reply, engine)
+
+
+def _send_stream(sock: socket.socket, chunks: Iterable[bytes], chunk_size: int) -> str | None:
+    """Send the chunks; returns clamd's reply if it answered early. clamd stops reading once a
+    stream passes StreamMaxLength, says why and closes: reading that answer as soon as it is
+    there beats losing it to the connection reset our next send would cause."""
+    for chunk in chunks:
+        view = memoryview(chunk)
+        for start in range(0, len(view), chunk_size):
+            piece = view[start : start + chunk_size]
+            sock.sendall(struct.pack("!L", len(piece)))
+            sock.sendall(piece)
+            if select.select([sock], [], [], 0)[0]:
+                return _read_reply(sock)
+    return None
 
 
 def _read_reply(sock: socket.socket) -> str:
@@ -119,6 +131,14 @@ def _read_reply(sock: socket.socket) -> str:
         if data.endswith(b"\0"):
             break
     return data.rstrip(b"\0").decode("utf-8", "replace").strip()
+
+
+def _reply_after_failed_send(sock: socket.socket) -> str:
+    try:
+        sock.settimeout(2)
+        return _read_reply(sock)
+    except OSError:
+        return ""
 
 
 def _verdict(reply: str, engine: str) -> ScanResult:

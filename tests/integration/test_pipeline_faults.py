@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from attachd.errors import ScanLimitExceeded
 from attachd.settings import Settings
 from tests.conftest import png_bytes
 from tests.integration.pipeline_support import PrivateStack
@@ -123,6 +124,11 @@ def test_over_clamds_limits_is_rejected_never_clean(private: PrivateStack) -> No
     up = private.records.get_upload(upload_id)
     assert up is not None and up.reason and "too large to scan" in up.reason
     assert attachments_keys(private) == []
+    # clamd answers and closes mid-stream; the answer must never be lost to the reset that
+    # follows (which would turn a verdict into retries and, in the end, `failed`).
+    for _ in range(25):
+        with pytest.raises(ScanLimitExceeded):
+            private.clamd.instream(iter([os.urandom(1024 * 1024)] * 4))
 
 
 def test_signature_added_after_attach_rescan_quarantines(private: PrivateStack) -> None:
