@@ -26,7 +26,7 @@ from attachd.settings import Settings
 from storage.migrate import upgrade
 from storage.objects import Buckets, ObjectStore, staging_key
 from storage.records import RecordStore
-from tests.conftest import REPO, _free_port, _session_redis_url
+from tests.conftest import REPO, _free_port
 from tests.integration.conftest import settings_env, wait_for_worker
 from workers.celery_app import ROUTES, SCAN, make_celery
 from workers.tasks import build_pipeline
@@ -40,7 +40,10 @@ class PrivateStack:
         self, base: Settings, workdir: Path, own: tuple[str, ...] = (), **overrides: object
     ) -> None:
         self.workdir = workdir
-        self.own = own
+        # Always a Redis of its own (it starts in a tenth of a second): a shared server's
+        # numbered databases run out when many test sessions overlap, and a foreign worker on
+        # the same database would take this stack's tasks.
+        self.own = own = tuple(dict.fromkeys(("redis", *own)))
         # Service data outside pytest's tmp dir: PostgreSQL runs as the `postgres` user, which
         # cannot enter pytest's private /tmp/pytest-of-root.
         self.svc_dir = Path(tempfile.mkdtemp(prefix="attachd-svc-"))
@@ -58,11 +61,7 @@ class PrivateStack:
                 if "postgres" in own
                 else f"sqlite:///{workdir / 'attachd.db'}"
             ),
-            redis_url=(
-                f"redis://127.0.0.1:{self.ports['redis']}/0"
-                if "redis" in own
-                else _session_redis_url(base.redis_url)
-            ),
+            redis_url=f"redis://127.0.0.1:{self.ports['redis']}/0",
             s3_endpoint=(
                 f"127.0.0.1:{self.ports['minio']}" if "minio" in own else base.s3_endpoint
             ),
