@@ -19,7 +19,7 @@ from api.uploads import UploadReceiver, form_handler
 from attachd.clamd import ClamdClient
 from attachd.errors import ServiceUnavailable
 from attachd.settings import Settings
-from storage.objects import Buckets, ObjectStore
+from storage.objects import ObjectStore
 from storage.records import RecordStore
 
 BASE = "/api/1"
@@ -42,14 +42,7 @@ def build_services(settings: Settings) -> Services:
     from workers.celery_app import ROUTES, SCAN, make_celery
 
     records = RecordStore.from_url(settings.database_url)
-    objects = ObjectStore.connect(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key,
-        Buckets(settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine),
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    objects = ObjectStore.from_settings(settings)
     celery = make_celery(settings)
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)

@@ -37,17 +37,10 @@ class _Ctx:
         return RecordStore.from_url(self.settings.database_url)
 
     def objects(self) -> Any:
-        from storage.objects import Buckets, ObjectStore
+        from storage.objects import ObjectStore
 
         s = self.settings
-        return ObjectStore.connect(
-            s.s3_endpoint,
-            s.s3_access_key,
-            s.s3_secret_key,
-            Buckets(s.bucket_staging, s.bucket_attachments, s.bucket_quarantine),
-            secure=s.s3_secure,
-            region=s.s3_region,
-        )
+        return ObjectStore.from_settings(s)
 
     def pipeline(self) -> Any:
         from workers.celery_app import make_celery

@@ -12,7 +12,7 @@ from minio.deleteobjects import DeleteObject
 
 from attachd.clamd import ClamdClient
 from attachd.settings import Settings
-from storage.objects import Buckets, ObjectStore
+from storage.objects import ObjectStore
 from storage.records import RecordStore
 
 
@@ -43,16 +43,7 @@ class Target:
         api_pid: int,
         workers: Callable[[], AbstractContextManager[object]],
     ) -> Target:
-        objects = ObjectStore.connect(
-            settings.s3_endpoint,
-            settings.s3_access_key,
-            settings.s3_secret_key,
-            Buckets(
-                settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine
-            ),
-            secure=settings.s3_secure,
-            region=settings.s3_region,
-        )
+        objects = ObjectStore.from_settings(settings)
         # The direct side of each comparison writes here, never into the pipeline's buckets.
         scratch = f"{settings.bucket_staging}-bench"
         if not objects.client.bucket_exists(scratch):

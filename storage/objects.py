@@ -22,6 +22,7 @@ from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from attachd.errors import ObjectMissing, ServiceUnavailable
+from attachd.settings import Settings
 
 T = TypeVar("T")
 
@@ -123,6 +124,19 @@ class ObjectStore:
             http_client=http,
         )
         return cls(client, buckets)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStore:
+        return cls.connect(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+            Buckets(
+                settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine
+            ),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
 
     # --- setup and health ---------------------------------------------------------------------
 

@@ -130,14 +130,9 @@ def eicar() -> bytes:
 
 @pytest.fixture(scope="session")
 def objects(settings: Settings) -> Iterator[object]:
-    from storage.objects import Buckets, ObjectStore
+    from storage.objects import ObjectStore
 
-    store = ObjectStore.connect(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key,
-        Buckets(settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine),
-    )
+    store = ObjectStore.from_settings(settings)
     store.ensure_buckets(settings.staging_expiry_days)
     yield store
     for bucket in (

@@ -15,7 +15,7 @@ from celery import Celery, Task
 from attachd.clamd import ClamdClient
 from attachd.errors import ScanError, ServiceUnavailable
 from attachd.settings import Settings
-from storage.objects import Buckets, ObjectStore
+from storage.objects import ObjectStore
 from storage.records import RecordStore
 from workers.celery_app import ATTACH, RECONCILE, RESCAN, RESCAN_FILE, ROUTES, SCAN, VERIFY
 from workers.pipeline import Limits, Pipeline
@@ -28,14 +28,7 @@ TRANSIENT = (ServiceUnavailable, ScanError)
 
 def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
     records = RecordStore.from_url(settings.database_url)
-    objects = ObjectStore.connect(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key,
-        Buckets(settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine),
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    objects = ObjectStore.from_settings(settings)
     scanner = ClamdClient(settings.clamd_host, settings.clamd_port, settings.clamd_timeout)
 
     def send(task: str, upload_id: str) -> None:

@@ -24,7 +24,7 @@ import redis
 from attachd.clamd import ClamdClient
 from attachd.settings import Settings
 from storage.migrate import upgrade
-from storage.objects import Buckets, ObjectStore, staging_key
+from storage.objects import ObjectStore, staging_key
 from storage.records import RecordStore
 from tests.conftest import REPO, _free_port
 from tests.integration.conftest import settings_env, wait_for_worker
@@ -77,16 +77,7 @@ class PrivateStack:
         self.env["PYTHONUNBUFFERED"] = "1"
         upgrade(self.settings.database_url)
         self.records = RecordStore.from_url(self.settings.database_url)
-        self.objects = ObjectStore.connect(
-            self.settings.s3_endpoint,
-            self.settings.s3_access_key,
-            self.settings.s3_secret_key,
-            Buckets(
-                self.settings.bucket_staging,
-                self.settings.bucket_attachments,
-                self.settings.bucket_quarantine,
-            ),
-        )
+        self.objects = ObjectStore.from_settings(self.settings)
         self.objects.ensure_buckets(1)
         self.celery = make_celery(self.settings)
         self.pipeline = build_pipeline(self.settings, self.celery)
