@@ -78,3 +78,19 @@ def test_a_reader_that_fails_mid_stream_leaves_nothing(
     # The multipart upload was aborted, not left to the lifecycle rule.
     pending = objects.client._list_multipart_uploads(settings.bucket_staging, prefix=key)
     assert not list(pending.uploads)
+
+
+@pytest.mark.parametrize("size", [1, 64 * 1024, 1024 * 1024, 1024 * 1024 + 1, 3 * 1024 * 1024])
+def test_open_reader_reads_and_seeks_like_a_file(
+    objects: ObjectStore, settings: Settings, size: int
+) -> None:
+    data = random.Random(size).randbytes(size)
+    key = f"reader/{size}"
+    objects.put_bytes(settings.bucket_staging, key, data, "image/png")
+    with objects.open_reader(settings.bucket_staging, key, size) as f:
+        assert f.read(10) == data[:10]
+        f.seek(-min(size, 100), io.SEEK_END)
+        assert f.read() == data[-100:]
+        f.seek(0)
+        assert f.read() == data
+    objects.delete(settings.bucket_staging, key)
