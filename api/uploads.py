@@ -93,6 +93,9 @@ def clean_name(raw: str | None, max_length: int) -> str:
             raise BadRequest(f"The file name contains a forbidden character U+{ord(ch):04X}")
     if name in (".", "..") or not filetypes.base_name(name).strip():
         raise BadRequest("The file name is empty once its path and extension are removed")
+    if filetypes.base_name(name) in (".", ".."):
+        # `..png` would be the attachment `.`: a dot segment, which no URL can address.
+        raise BadRequest("The file name without its extension must not be '.' or '..'")
     if name != name.strip() or name.endswith("."):
         raise BadRequest("The file name must not end with a dot or a space")
     return name

@@ -9,6 +9,7 @@ from typing import Any
 
 import falcon
 import falcon.media
+from falcon.uri import encode_value
 
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID, attachment_json
@@ -205,10 +206,18 @@ def _describe(resp: falcon.Response, upload: Upload) -> None:
     resp.content_type = upload.declared_type
     resp.accept_ranges = "bytes"
     resp.set_header("Content-Security-Policy", _CSP)
-    if upload.declared_type in _DOWNLOAD_ONLY:
-        resp.downloadable_as = upload.original_name
-    else:
-        resp.viewable_as = upload.original_name
+    kind = "attachment" if upload.declared_type in _DOWNLOAD_ONLY else "inline"
+    resp.set_header("Content-Disposition", content_disposition(kind, upload.original_name))
+
+
+def content_disposition(kind: str, name: str) -> str:
+    """Falcon's downloadable_as quotes an ASCII name as it is: a `"` in it (`x"; filename="a.html`)
+    would end the quoted string and add parameters of the uploader's choosing. A name that cannot
+    be quoted as it is goes out as Falcon sends a non-ASCII one: an RFC 5987 filename* with a
+    sanitised fallback."""
+    if name.isascii() and '"' not in name and "\\" not in name:
+        return f'{kind}; filename="{name}"'
+    return f"{kind}; filename={falcon.secure_filename(name)}; filename*=UTF-8''{encode_value(name)}"
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
