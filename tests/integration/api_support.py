@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import requests
 from falcon import testing
@@ -25,6 +26,8 @@ from falcon import testing
 from api.app import Services, build_services, create_app
 from attachd import filetypes
 from attachd.settings import Settings
+from bench.soak import leftovers
+from bench.target import Target
 from storage.objects import ObjectStore
 from storage.records import RecordStore, Upload
 from tests.conftest import _free_port, png_bytes
@@ -249,6 +252,21 @@ def upload_attached(stack: Stack, account: Account, name: str, data: bytes) -> d
 
 def staging_keys(objects: ObjectStore, settings: Settings) -> set[str]:
     return {key for key, _ in objects.list_keys(settings.bucket_staging)}
+
+
+def settled_leftovers(stack: Stack, objects: ObjectStore, timeout: float = 60.0) -> dict[str, int]:
+    """The soak's count of what was left behind (bench/soak.py: objects without their record,
+    records without their object, uploads still in the pipeline) over the session's buckets and
+    record store, once the pipeline has settled: an upload between two steps briefly holds an
+    object its record does not name yet, so only a count that stays above zero is returned."""
+    # leftovers() reads nothing of its target but these two stores.
+    stores = cast(Target, SimpleNamespace(records=stack.records, objects=objects))
+    deadline = time.monotonic() + timeout
+    while True:
+        found = leftovers(stores, stack.settings)
+        if not any(found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 @contextmanager
