@@ -21,6 +21,9 @@ class Sizes:
     # Rounds per side; the best round of each side is reported (see docs/BENCHMARKS.md).
     repeats: int = 3
     pipeline_rounds: int = 2
+    # B3 again, with files arriving at this share of the burst's throughput.
+    paced_count: int = 300
+    paced_share: float = 0.5
     progress: bool = True
 
 
@@ -33,6 +36,7 @@ SMOKE = Sizes(
     small_size=8 * KiB,
     concurrency=2,
     pipeline_count=4,
+    paced_count=3,
     scan=2 * MiB,
     repeats=1,
     pipeline_rounds=1,

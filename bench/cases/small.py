@@ -101,6 +101,40 @@ def _pool(
     return Round(seconds, latencies)
 
 
+class ApiUploads:
+    """POSTs files through the API, one keep-alive session per calling thread. `answered` gets
+    the wall-clock time of each 200, by file name."""
+
+    def __init__(self, t: Target, account: Account) -> None:
+        self._url = t.upload_url(account)
+        self._token = account.token
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self.answered: dict[str, float] = {}
+
+    def post(self, name: str, data: bytes) -> float:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        start = time.perf_counter()
+        resp = session.post(
+            self._url,
+            params={"accessTokenId": self._token},
+            files={"attachment": (name, data, "image/png")},
+            timeout=120,
+        )
+        seconds = time.perf_counter() - start
+        self.answered[name] = time.time()
+        if resp.status_code != 200:
+            raise RuntimeError(f"the API answered {resp.status_code} to {name}: {resp.text[:300]}")
+        return seconds
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+
+
 def upload_all(
     t: Target,
     account: Account,
@@ -110,37 +144,21 @@ def upload_all(
     desc: str,
     answered: dict[str, float] | None = None,
 ) -> Round:
-    """POST every file through the API, `sizes.concurrency` at a time, one keep-alive session per
-    thread. `answered` collects the wall-clock time of each 200, by file name."""
-    local = threading.local()
-    sessions: list[requests.Session] = []
-    url = t.upload_url(account)
-
-    def one(i: int) -> float:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-            sessions.append(session)
-        name = f"{prefix}-{i}.png"
-        start = time.perf_counter()
-        resp = session.post(
-            url,
-            params={"accessTokenId": account.token},
-            files={"attachment": (name, files[i], "image/png")},
-            timeout=120,
-        )
-        seconds = time.perf_counter() - start
-        if answered is not None:
-            answered[name] = time.time()
-        if resp.status_code != 200:
-            raise RuntimeError(f"the API answered {resp.status_code} to {name}: {resp.text[:300]}")
-        return seconds
-
+    """POST every file through the API, `sizes.concurrency` at a time. `answered` collects the
+    wall-clock time of each 200, by file name."""
+    uploads = ApiUploads(t, account)
     try:
-        return _pool(len(files), sizes.concurrency, one, desc, sizes)
+        return _pool(
+            len(files),
+            sizes.concurrency,
+            lambda i: uploads.post(f"{prefix}-{i}.png", files[i]),
+            desc,
+            sizes,
+        )
     finally:
-        for session in sessions:
-            session.close()
+        uploads.close()
+        if answered is not None:
+            answered.update(uploads.answered)
 
 
 def _direct_round(t: Target, files: list[bytes], prefix: str, sizes: Sizes, desc: str) -> Round:

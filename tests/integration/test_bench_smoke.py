@@ -20,7 +20,7 @@ from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-FIGURES_PER_CASE = {"B1": 2, "B2": 3, "B3": 3, "B4": 1}
+FIGURES_PER_CASE = {"B1": 2, "B2": 3, "B3": 5, "B4": 1}
 
 
 def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path) -> None:
