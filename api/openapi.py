@@ -168,7 +168,7 @@ _PARAMS: dict[str, Any] = {
         "in": "path",
         "required": True,
         "description": "The profile's id (24 lowercase hex characters)",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
     },
     "name": {
         "name": "name",
