@@ -79,6 +79,25 @@ def hostile_section(out: Path, when: str) -> str:
     return "\n".join(lines)
 
 
+def schemathesis_section(out: Path, when: str) -> str:
+    operations = _read(out, "schemathesis")
+    [run] = _read(out, "schemathesis-run")
+    checks = ", ".join(f"`{name}`" for name in run["checks"])
+    lines = [
+        f"Run of {when}: **{len(operations)} operations**, "
+        f"**{sum(op['examples'] for op in operations)} generated requests**, checks {checks}: "
+        f"**0 failures** (a failure fails the run, and then nothing is written here). "
+        f"**Leftovers after the run: {sum(run['leftovers'].values())}**.",
+        "",
+        "| operation | requests | statuses answered |",
+        "|---|---|---|",
+    ]
+    for op in operations:
+        statuses = ", ".join(str(s) for s in op["statuses"])
+        lines.append(f"| `{op['operation']}` | {op['examples']} | {statuses} |")
+    return "\n".join(lines)
+
+
 def replace_section(text: str, name: str, section: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     head, rest = text.split(begin, 1)
@@ -88,6 +107,7 @@ def replace_section(text: str, name: str, section: str) -> str:
 # Each section of the report: the suite that measures it and what it writes from the figures.
 SECTIONS: dict[str, tuple[str, Callable[[Path, str], str]]] = {
     "hostile": ("tests/integration/test_hostile_inputs.py", hostile_section),
+    "schemathesis": ("tests/integration/test_schemathesis.py", schemathesis_section),
 }
 
 
