@@ -15,9 +15,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench.cases import human
 from bench.config import GiB, Sizes
 from bench.results import CaseResult, Figure
 from bench.target import Target
+from storage.objects import PARALLEL_PARTS
 
 REPO = Path(__file__).resolve().parent.parent
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
@@ -46,10 +48,11 @@ class Run:
             versions=versions(target),
             sizes=asdict(sizes),
             settings={
-                "api": f"gunicorn gthread, {s.api_workers} workers {TIMES} {s.api_threads} threads",
-                "upload_part_size": s.upload_part_size,
-                "worker_concurrency": worker_concurrency,
-                "database": s.database_url.split(":", 1)[0],
+                "API": f"gunicorn gthread, {s.api_workers} workers {TIMES} {s.api_threads} threads",
+                "upload parts": f"{human(s.upload_part_size)}, {PARALLEL_PARTS} in flight",
+                "pipeline workers (B3)": f"celery prefork, {worker_concurrency} processes",
+                "record store": s.database_url.split(":", 1)[0].split("+")[0],
+                "client": f"python -m bench, {sizes.concurrency} threads for B2 and B3",
             },
             cases=cases,
         )
@@ -178,8 +181,10 @@ def markdown(run: Run) -> str:
         "",
         "Throughput is the best of the rounds run for each side, sides alternating (B1, B2, B4) "
         "or interleaved (B3), so that load from elsewhere on the machine hits both alike; "
-        "latencies come from the same round as the throughput. Raw rounds are in the JSON "
-        "written to bench/results/.",
+        "latencies come from the same round as the throughput. B3's burst latencies include the "
+        "time each file waits behind the rest of the burst; its paced round sends files at a "
+        "share of the burst's throughput instead. Raw rounds are in the JSON written to "
+        "bench/results/.",
         "",
         "## Set-up",
         "",
