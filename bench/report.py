@@ -82,11 +82,14 @@ def machine() -> dict[str, str]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) * 1024
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     return {
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "memory": f"{mem / GiB:.1f} GiB",
         "kernel": f"{platform.system()} {platform.release()}",
+        # Anything above ~1 here means the figures were taken beside someone else's work.
+        "load average (1/5/15 min) at the end": load,
     }
 
 
@@ -102,11 +105,19 @@ def versions(target: Target) -> dict[str, str]:
     found = {"python": platform.python_version()}
     minio_bin = _command(str(REPO / "deploy" / "scripts" / "minio-bin.sh"))
     if minio_bin:
-        first = _command(minio_bin, "--version").splitlines()
-        line = first[0].removeprefix("minio version ") if first else "unknown"
+        out = _command(minio_bin, "--version")
+        release = re.search(r"^minio version (\S+)", out, re.MULTILINE)
+        runtime = re.search(r"Runtime: (\S+)", out)
         # A `go install` build calls itself DEVELOPMENT.GOGET: the cache path names the commit.
         commit = re.search(r"minio-([0-9a-f]{7,40})", minio_bin)
-        found["minio server"] = line + (f" (commit {commit.group(1)})" if commit else "")
+        if release and release.group(1) != "DEVELOPMENT.GOGET":
+            found["minio server"] = release.group(1)
+        else:
+            found["minio server"] = "built from source" + (
+                f", commit {commit.group(1)}" if commit else ""
+            )
+        if runtime:
+            found["minio server"] += f" ({runtime.group(1)})"
     try:
         found["clamd"] = target.scanner.version()
     except Exception:  # the report is still worth writing without it
