@@ -80,30 +80,29 @@ class _Observer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._records: Any = None
-        self._telemetry: Telemetry | None = None
-        self._pid = 0
+        # Each client with the pid that made it: a pool process forked from the main one makes
+        # its own, and the main process (where failures of lost workers are signalled) never
+        # opens a database connection a child would inherit.
+        self._records: tuple[int, Any] | None = None
+        self._telemetry: tuple[int, Telemetry] | None = None
         self.before: dict[str, str | None] = {}
         self.tokens: dict[str, Any] = {}
 
-    def _ensure(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():
-                from storage.records import RecordStore
-
-                self._records = RecordStore.from_url(self.settings.database_url)
-                self._telemetry = Telemetry.from_url(self.settings.redis_url)
-                self._pid = os.getpid()
-
     @property
     def telemetry(self) -> Telemetry:
-        self._ensure()
-        assert self._telemetry is not None
-        return self._telemetry
+        with self._lock:
+            if self._telemetry is None or self._telemetry[0] != os.getpid():
+                self._telemetry = (os.getpid(), Telemetry.from_url(self.settings.redis_url))
+            return self._telemetry[1]
 
     def state_of(self, upload_id: str) -> Any:
-        self._ensure()
-        return self._records.get_upload(upload_id)
+        with self._lock:
+            if self._records is None or self._records[0] != os.getpid():
+                from storage.records import RecordStore
+
+                self._records = (os.getpid(), RecordStore.from_url(self.settings.database_url))
+            records = self._records[1]
+        return records.get_upload(upload_id)
 
     def quietly(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
