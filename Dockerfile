@@ -8,6 +8,6 @@ COPY api api
 COPY workers workers
 COPY storage storage
 COPY deploy deploy
-RUN pip install --no-cache-dir . && mkdir -p /var/lib/attachd
+RUN pip install --no-cache-dir . && mkdir -p /var/lib/attachd && chown nobody /var/lib/attachd
 USER nobody
 EXPOSE 8080 5555

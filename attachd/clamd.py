@@ -45,6 +45,9 @@ class EngineVersion:
                 published = None
         return cls(engine=parts[0].strip(), signatures=signatures, published=published)
 
+    def age_seconds(self, now: datetime) -> float | None:
+        return (now - self.published).total_seconds() if self.published else None
+
 
 @dataclass(frozen=True)
 class ScanResult:

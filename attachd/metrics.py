@@ -19,7 +19,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from attachd.ops import INTAKE_REASONS, REASON_CLASSES, OpsSources, Probe, parse_signatures
+from attachd.clamd import EngineVersion
+from attachd.ops import INTAKE_REASONS, REASON_CLASSES, OpsSources, Probe
 from attachd.telemetry import COUNTERS, LATENCY_BUCKETS
 from storage import schema
 
@@ -120,15 +121,15 @@ class AttachdCollector(Collector):
 
         version = attempt("clamd", src.clamd.version)
         if version:
-            sig = parse_signatures(version)
+            sig = EngineVersion.parse(version)
             info = GaugeMetricFamily("attachd_clamd_info", "clamd engine and signature version",
                                      labels=["engine", "signatures"])
-            info.add_metric([sig.engine, str(sig.version or "")], 1)
+            info.add_metric([sig.engine, str(sig.signatures or "")], 1)
             yield info
-            if sig.version is not None:
+            if sig.signatures is not None:
                 yield GaugeMetricFamily("attachd_clamd_signature_version",
                                         "Version of clamd's signature database",
-                                        value=sig.version)
+                                        value=sig.signatures)
             sig_age = sig.age_seconds(now)
             if sig_age is not None:
                 yield GaugeMetricFamily("attachd_clamd_signature_age_seconds",

@@ -12,10 +12,10 @@ import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from attachd.clamd import ClamdClient
+from attachd.clamd import ClamdClient, EngineVersion
 from attachd.errors import AttachdError
 from attachd.telemetry import QueueState, Telemetry
 from storage import schema
@@ -54,33 +54,6 @@ def intake_reason(message: str) -> str:
     if "does not match its type" in message:
         return "content_mismatch"
     return "other"
-
-
-@dataclass(frozen=True)
-class Signatures:
-    engine: str
-    version: int | None  # the signature database's version; None with no database part
-    built_at: datetime | None
-
-    def age_seconds(self, now: datetime) -> float | None:
-        return (now - self.built_at).total_seconds() if self.built_at else None
-
-
-def parse_signatures(reply: str) -> Signatures:
-    """clamd's VERSION reply: 'ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026' in production,
-    'ClamAV 1.4.6' alone when no official database is loaded (the shipped test signatures)."""
-    engine, _, rest = reply.strip().partition("/")
-    version_text, _, date_text = rest.partition("/")
-    version = int(version_text) if version_text.strip().isdigit() else None
-    built_at = None
-    if date_text.strip():
-        try:
-            built_at = datetime.strptime(date_text.strip(), "%a %b %d %H:%M:%S %Y").replace(
-                tzinfo=UTC
-            )
-        except ValueError:
-            built_at = None
-    return Signatures(engine.strip(), version, built_at)
 
 
 @dataclass(frozen=True)
@@ -138,7 +111,7 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     workers = attempt("redis", sources.telemetry.workers) or []
     counters = attempt("redis", sources.telemetry.counters) or {}
     version = attempt("clamd", sources.clamd.version)
-    signatures = parse_signatures(version) if version else None
+    signatures = EngineVersion.parse(version) if version else None
 
     minutes = [since + timedelta(minutes=i) for i in range(window_minutes + 1)]
     per_minute = {m: dict.fromkeys(schema.TERMINAL_STATES, 0) for m in minutes}
@@ -214,8 +187,8 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         },
         "signatures": None if signatures is None else {
             "engine": signatures.engine,
-            "version": signatures.version,
-            "built_at": signatures.built_at.isoformat() if signatures.built_at else None,
+            "version": signatures.signatures,
+            "built_at": signatures.published.isoformat() if signatures.published else None,
             "age_seconds": signatures.age_seconds(now),
         },
     }

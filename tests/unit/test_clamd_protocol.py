@@ -13,6 +13,7 @@ def test_version_with_a_signature_database() -> None:
     assert v.engine == "ClamAV 1.4.6"
     assert v.signatures == 27852
     assert v.published == datetime(2026, 11, 26, 9, 40, 14, tzinfo=UTC)
+    assert v.age_seconds(datetime(2026, 11, 26, 10, 40, 14, tzinfo=UTC)) == 3600
 
 
 def test_version_without_a_signature_database() -> None:

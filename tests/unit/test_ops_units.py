@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import falcon
 import pytest
@@ -18,18 +17,9 @@ from attachd import logs
 from attachd.errors import ConfigError
 from attachd.fleet import FleetStatus, TaskRef, WorkerState, render
 from attachd.launch import check_pools, flower_command, node_name, worker_argv
-from attachd.ops import parse_signatures, reason_class
+from attachd.ops import reason_class
 from attachd.settings import Settings, parse_pool
 from attachd.telemetry import QueueState
-
-
-def test_signature_version_and_date_are_read_from_clamds_version_reply() -> None:
-    sig = parse_signatures("ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026")
-    assert sig.engine == "ClamAV 1.4.6" and sig.version == 27852
-    assert sig.built_at == datetime(2026, 11, 26, 9, 40, 14, tzinfo=UTC)
-    assert sig.age_seconds(datetime(2026, 11, 26, 10, 40, 14, tzinfo=UTC)) == 3600
-    bare = parse_signatures("ClamAV 1.4.6")
-    assert (bare.engine, bare.version, bare.built_at) == ("ClamAV 1.4.6", None, None)
 
 
 @pytest.mark.parametrize(
