@@ -39,7 +39,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything stored is UTC.
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -143,7 +143,7 @@ _DATETIME_FIELDS = {"created_at", "updated_at", "scanned_at", "verified_at", "fi
 def _upload(row: Any) -> Upload:
     m = row._mapping
     values: dict[str, Any] = {
-        k: (_aware(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS
+        k: (as_utc(m[k]) if k in _DATETIME_FIELDS else m[k]) for k in _UPLOAD_FIELDS
     }
     return Upload(**values)
 
@@ -155,7 +155,7 @@ def _attachment(row: Any) -> Attachment:
         profile_id=m["profile_id"],
         file_name=m["file_name"],
         current_upload_id=m["current_upload_id"],
-        created_at=_aware(m["created_at"]) or utcnow(),
+        created_at=as_utc(m["created_at"]) or utcnow(),
     )
 
 
@@ -170,8 +170,8 @@ def _profile(row: Any) -> Profile:
         enabled=m["enabled"],
         roles=list(m["roles"] or []),
         attributes=dict(m["attributes"] or {}),
-        created_on=_aware(m["created_on"]) or utcnow(),
-        last_modified=_aware(m["last_modified"]) or utcnow(),
+        created_on=as_utc(m["created_on"]) or utcnow(),
+        last_modified=as_utc(m["last_modified"]) or utcnow(),
     )
 
 
@@ -201,7 +201,9 @@ class RecordStore:
         return cls(make_engine(url))
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; driver failures leave as ServiceUnavailable. Public for the
+        read-only queries of storage.stats."""
         try:
             with self.engine.begin() as conn:
                 yield conn
@@ -213,26 +215,26 @@ class RecordStore:
             raise
 
     def ping(self) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(select(1))
 
     # --- tenants ------------------------------------------------------------------------------
 
     def create_tenant(self, name: str) -> None:
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute(insert(tenants).values(name=name, created_at=utcnow()))
         except IntegrityError:
             raise TenantExists(f"Tenant '{name}' already exists") from None
 
     def tenant_exists(self, name: str) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return (
                 conn.execute(select(tenants.c.id).where(tenants.c.name == name)).first() is not None
             )
 
     def list_tenants(self) -> list[str]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return list(conn.execute(select(tenants.c.name).order_by(tenants.c.name)).scalars())
 
     # --- access tokens ------------------------------------------------------------------------
@@ -246,7 +248,7 @@ class RecordStore:
         expires_on: datetime | None = None,
     ) -> str:
         token_id = str(uuid.uuid4())
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 insert(schema.access_tokens).values(
                     id_sha256=token_digest(token_id),
@@ -263,7 +265,7 @@ class RecordStore:
     def find_token(self, token_id: str) -> Token | None:
         digest = token_digest(token_id)
         t = schema.access_tokens
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(t).where(t.c.id_sha256 == digest)).first()
         # The lookup is by digest; the final comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row.id_sha256, digest):
@@ -277,20 +279,20 @@ class RecordStore:
             application=row.application,
             master=row.master,
             tenant_permissions=list(row.tenant_permissions),
-            expires_on=_aware(row.expires_on),
-            created_at=_aware(row.created_at) or utcnow(),
+            expires_on=as_utc(row.expires_on),
+            created_at=as_utc(row.created_at) or utcnow(),
         )
 
     def list_tokens(self) -> list[Token]:
         t = schema.access_tokens
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(select(t).order_by(t.c.created_at)).all()
         return [self._token(r) for r in rows]
 
     def revoke_token(self, token_id_or_prefix: str) -> int:
         """Revoke by full id, or by the 8-character prefix `token list` shows when it is unique."""
         t = schema.access_tokens
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 delete(t).where(t.c.id_sha256 == token_digest(token_id_or_prefix))
             )
@@ -322,7 +324,7 @@ class RecordStore:
         now = utcnow()
         profile_id = new_object_id()
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute(
                     insert(profiles).values(
                         id=profile_id,
@@ -345,12 +347,12 @@ class RecordStore:
         return found
 
     def get_profile(self, profile_id: str) -> Profile | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(profiles).where(profiles.c.id == profile_id)).first()
         return _profile(row) if row else None
 
     def find_profile_by_username(self, tenant: str, username: str) -> Profile | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 select(profiles).where(profiles.c.tenant == tenant, profiles.c.username == username)
             ).first()
@@ -377,7 +379,7 @@ class RecordStore:
         now = utcnow()
         for _attempt in range(3):
             try:
-                with self._tx() as conn:
+                with self.transaction() as conn:
                     row = conn.execute(
                         select(attachments).where(
                             attachments.c.profile_id == profile_id,
@@ -426,7 +428,7 @@ class RecordStore:
         raise ServiceUnavailable("database", "could not record the upload")
 
     def get_upload(self, upload_id: str) -> Upload | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         return _upload(row) if row else None
 
@@ -440,7 +442,7 @@ class RecordStore:
         extra = dict(values)
         if new_state in schema.TERMINAL_STATES:
             extra.setdefault("finished_at", now)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id, uploads.c.state.in_(states))
@@ -450,7 +452,7 @@ class RecordStore:
 
     def update_upload(self, upload_id: str, expected_state: str, **values: Any) -> bool:
         """Set fields while the upload stays in expected_state (also a compare-and-set)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id, uploads.c.state == expected_state)
@@ -459,7 +461,7 @@ class RecordStore:
         return result.rowcount == 1
 
     def bump_attempts(self, upload_id: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id)
@@ -473,7 +475,7 @@ class RecordStore:
         pipelines finish out of order). Returns None when the upload was not in `verifying`
         with its checks done (already attached, or gone)."""
         now = utcnow()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(
                 update(uploads)
                 .where(
@@ -520,7 +522,7 @@ class RecordStore:
     def detach_infected(self, upload_id: str, **values: Any) -> bool:
         """attached → infected on a rescan, and stop serving it, in one transaction."""
         now = utcnow()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id, uploads.c.state == schema.ATTACHED)
@@ -541,7 +543,7 @@ class RecordStore:
         return changed == 1
 
     def clear_current(self, attachment_id: str, upload_id: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 update(attachments)
                 .where(
@@ -553,7 +555,7 @@ class RecordStore:
     def rescan_candidates(self, below: int, limit: int) -> list[Upload]:
         """Attached files scanned with a signature version lower than `below` (or unknown) and
         not yet queued for a rescan at that version."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads)
                 .where(
@@ -572,7 +574,7 @@ class RecordStore:
     def mark_rescan_queued(self, upload_ids: Sequence[str], version: int) -> None:
         if not upload_ids:
             return
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 update(uploads)
                 .where(uploads.c.id.in_(list(upload_ids)))
@@ -580,13 +582,13 @@ class RecordStore:
             )
 
     def get_attachment(self, attachment_id: str) -> Attachment | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(attachments).where(attachments.c.id == attachment_id)).first()
         return _attachment(row) if row else None
 
     def find_attachment(self, profile_id: str, name_or_id: str) -> Attachment | None:
         """By fileName or by the 24-hex id, as Crafter clients use either."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 select(attachments)
                 .where(
@@ -599,7 +601,7 @@ class RecordStore:
         return _attachment(row) if row else None
 
     def attached_files(self, profile_id: str) -> list[tuple[Attachment, Upload]]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(attachments, uploads)
                 .join(uploads, uploads.c.id == attachments.c.current_upload_id)
@@ -609,7 +611,7 @@ class RecordStore:
         return [(_attachment_from_join(r), _upload_from_join(r)) for r in rows]
 
     def latest_upload(self, attachment_id: str) -> Upload | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 select(uploads)
                 .where(uploads.c.attachment_id == attachment_id)
@@ -621,7 +623,7 @@ class RecordStore:
     def delete_attachment(self, attachment_id: str) -> list[Upload]:
         """Delete the attachment and all its uploads; returns them so the caller can delete
         every object they point at."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads).where(uploads.c.attachment_id == attachment_id)
             ).all()
@@ -631,7 +633,7 @@ class RecordStore:
 
     def owner_of(self, attachment_id: str) -> tuple[str, str] | None:
         """(tenant, profile id) of an attachment: object keys are built from them."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(
                 select(profiles.c.tenant, profiles.c.id)
                 .join(attachments, attachments.c.profile_id == profiles.c.id)
@@ -640,7 +642,7 @@ class RecordStore:
         return (row[0], row[1]) if row else None
 
     def stuck_uploads(self, older_than: datetime, limit: int = 500) -> list[Upload]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads)
                 .where(uploads.c.state.in_(schema.ACTIVE_STATES), uploads.c.updated_at < older_than)
@@ -650,14 +652,14 @@ class RecordStore:
         return [_upload(r) for r in rows]
 
     def uploads_in_state(self, state: str, limit: int = 1000) -> list[Upload]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads).where(uploads.c.state == state).order_by(uploads.c.seq).limit(limit)
             ).all()
         return [_upload(r) for r in rows]
 
     def count_by_state(self) -> dict[str, int]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.state, func.count()).group_by(uploads.c.state)
             ).all()
@@ -668,7 +670,7 @@ class RecordStore:
     def staging_keys_in_use(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.staging_key).where(uploads.c.staging_key.in_(list(keys)))
             ).all()
@@ -677,7 +679,7 @@ class RecordStore:
     def object_keys_in_use(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.object_key).where(uploads.c.object_key.in_(list(keys)))
             ).all()
@@ -691,7 +693,7 @@ def _attachment_from_join(row: Any) -> Attachment:
         profile_id=m[attachments.c.profile_id],
         file_name=m[attachments.c.file_name],
         current_upload_id=m[attachments.c.current_upload_id],
-        created_at=_aware(m[attachments.c.created_at]) or utcnow(),
+        created_at=as_utc(m[attachments.c.created_at]) or utcnow(),
     )
 
 
@@ -699,5 +701,5 @@ def _upload_from_join(row: Any) -> Upload:
     m = row._mapping
     values = {k: m[uploads.c[k]] for k in _UPLOAD_FIELDS}
     for k in _DATETIME_FIELDS:
-        values[k] = _aware(values[k])
+        values[k] = as_utc(values[k])
     return Upload(**values)

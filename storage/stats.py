@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from storage import schema
-from storage.records import RecordStore, _aware
+from storage.records import RecordStore, as_utc
 from storage.schema import uploads
 
 PROBLEM_STATES = (schema.FAILED, schema.REJECTED, schema.INFECTED)
@@ -47,17 +47,17 @@ class StoreStats:
     def last_moved(self) -> dict[str, datetime]:
         """Per non-terminal state, when its least recently updated upload last moved: a pipeline
         that stalls shows here long before the reconciler steps in."""
-        with self.records._tx() as conn:
+        with self.records.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.state, func.min(uploads.c.updated_at))
                 .where(uploads.c.state.in_(schema.ACTIVE_STATES))
                 .group_by(uploads.c.state)
             ).all()
-        return {state: moved for state, value in rows if (moved := _aware(value)) is not None}
+        return {state: moved for state, value in rows if (moved := as_utc(value)) is not None}
 
     def finished_since(self, since: datetime, limit: int = 20_000) -> list[Finished]:
         """Uploads that reached a terminal state at or after `since` (newest first)."""
-        with self.records._tx() as conn:
+        with self.records.transaction() as conn:
             # updated_at >= finished_at always, so this range is a superset the index can serve.
             rows = conn.execute(
                 select(uploads.c.id, uploads.c.state, uploads.c.created_at,
@@ -71,12 +71,12 @@ class StoreStats:
                 .limit(limit)
             ).all()
         return [
-            Finished(r.id, r.state, _aware(r.created_at), _aware(r.finished_at))  # type: ignore[arg-type]
+            Finished(r.id, r.state, as_utc(r.created_at), as_utc(r.finished_at))  # type: ignore[arg-type]
             for r in rows
         ]
 
     def reasons_since(self, state: str, since: datetime, limit: int = 10_000) -> list[str]:
-        with self.records._tx() as conn:
+        with self.records.transaction() as conn:
             return [
                 r or ""
                 for r in conn.execute(
@@ -88,7 +88,7 @@ class StoreStats:
 
     def recent_problems(self, limit: int = 20) -> list[Problem]:
         """The latest failed, rejected and infected uploads, newest first."""
-        with self.records._tx() as conn:
+        with self.records.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.id, uploads.c.state, uploads.c.original_name, uploads.c.reason,
                        uploads.c.attempts, uploads.c.updated_at)
@@ -98,6 +98,6 @@ class StoreStats:
             ).all()
         return [
             Problem(r.id, r.state, r.original_name, r.reason, r.attempts,
-                    _aware(r.updated_at))  # type: ignore[arg-type]
+                    as_utc(r.updated_at))  # type: ignore[arg-type]
             for r in rows
         ]
