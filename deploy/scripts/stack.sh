@@ -64,8 +64,8 @@ wait_ready() {
     local api=0 flower=0 worker=0
     while ((SECONDS < deadline)); do
         stack_running || { log "the stack exited; see $LOG_DIR/stack.log"; tail -n 40 "$LOG_DIR/stack.log" >&2; return 1; }
-        ((api)) || { curl -fsS -o /dev/null "$API/api/1/monitoring/status" && api=1 && log "api up at $API"; } || true
-        ((flower)) || { curl -fsS -o /dev/null -u "$ATTACHD_FLOWER_USER:$ATTACHD_FLOWER_PASSWORD" "$FLOWER/healthcheck" && flower=1 && log "flower up at $FLOWER"; } || true
+        ((api)) || { curl -fs -o /dev/null "$API/api/1/monitoring/status" && api=1 && log "api up at $API"; } || true
+        ((flower)) || { curl -fs -o /dev/null -u "$ATTACHD_FLOWER_USER:$ATTACHD_FLOWER_PASSWORD" "$FLOWER/healthcheck" && flower=1 && log "flower up at $FLOWER"; } || true
         ((worker)) || { celery -A workers.app inspect ping --timeout 1 >/dev/null 2>&1 && worker=1 && log "worker answering"; } || true
         if ((api && flower && worker)); then return 0; fi
         sleep 1
