@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, REPLACE, ComposeSource, CopySource, Filter, Tags
+from minio.commonconfig import ENABLED, REPLACE, CopySource, Filter, Tags
 from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
@@ -279,25 +279,20 @@ class ObjectStore:
         tags: dict[str, str] | None = None,
     ) -> None:
         """Server-side copy; no bytes pass through this process. Objects over 5 GiB are copied
-        part by part (compose_object)."""
+        part by part: the SDK's copy_object stats the source and switches to compose_object
+        itself (a stat of our own before it was a second HEAD to MinIO on every attach)."""
         obj_tags = None
         if tags:
             obj_tags = Tags.new_object_tags()
             obj_tags.update(tags)
         with _sdk():
-            size = self.client.stat_object(src_bucket, src_key).size or 0
-            if size <= 5 * 1024**3:
-                self.client.copy_object(
-                    dst_bucket,
-                    dst_key,
-                    CopySource(src_bucket, src_key),
-                    tags=obj_tags,
-                    tagging_directive=REPLACE if obj_tags else None,
-                )
-            else:
-                self.client.compose_object(
-                    dst_bucket, dst_key, [ComposeSource(src_bucket, src_key)], tags=obj_tags
-                )
+            self.client.copy_object(
+                dst_bucket,
+                dst_key,
+                CopySource(src_bucket, src_key),
+                tags=obj_tags,
+                tagging_directive=REPLACE if obj_tags else None,
+            )
 
     def delete(self, bucket: str, key: str) -> None:
         """Idempotent: deleting a missing object is not an error."""

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from attachd.errors import UploadTooLarge
+from attachd.errors import ObjectMissing, UploadTooLarge
 from attachd.settings import Settings
 from storage.objects import ObjectStore
 
@@ -94,3 +94,18 @@ def test_open_reader_reads_and_seeks_like_a_file(
         f.seek(0)
         assert f.read() == data
     objects.delete(settings.bucket_staging, key)
+
+
+def test_copy_keeps_bytes_replaces_tags_and_reports_a_missing_source(
+    objects: ObjectStore, settings: Settings
+) -> None:
+    data = random.Random(3).randbytes(300 * 1024)
+    src, dst = "copy/src", "copy/dst"
+    objects.put_bytes(settings.bucket_staging, src, data, "image/png")
+    objects.copy(settings.bucket_staging, src, settings.bucket_quarantine, dst, tags={"a": "b"})
+    assert b"".join(objects.iter_range(settings.bucket_quarantine, dst)) == data
+    assert objects.get_tags(settings.bucket_quarantine, dst) == {"a": "b"}
+    objects.delete(settings.bucket_quarantine, dst)
+    objects.delete(settings.bucket_staging, src)
+    with pytest.raises(ObjectMissing):
+        objects.copy(settings.bucket_staging, src, settings.bucket_quarantine, dst)
