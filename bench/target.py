@@ -34,6 +34,9 @@ class Target:
     workers: Callable[[], AbstractContextManager[object]]
     scratch_bucket: str
     tenant: str
+    # True where the default workers run all along (the test stack): B1 and B2 then leave their
+    # staged files to the pipeline rather than delete them from under it.
+    workers_running: bool = False
 
     @classmethod
     def connect(
@@ -42,6 +45,8 @@ class Target:
         base_url: str,
         api_pid: int,
         workers: Callable[[], AbstractContextManager[object]],
+        *,
+        workers_running: bool = False,
     ) -> Target:
         objects = ObjectStore.from_settings(settings)
         # The direct side of each comparison writes here, never into the pipeline's buckets.
@@ -61,6 +66,7 @@ class Target:
             workers=workers,
             scratch_bucket=scratch,
             tenant=tenant,
+            workers_running=workers_running,
         )
 
     def account(self, username: str) -> Account:

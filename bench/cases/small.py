@@ -50,7 +50,8 @@ def run(t: Target, sizes: Sizes) -> CaseResult:
         for side, rounds in sides if i % 2 == 0 else reversed(sides):
             if side == "api":
                 rounds.append(upload_all(t, account, files, f"b2-{i}", sizes, f"B2 API    {i + 1}"))
-                discard_staged(t, account)
+                if not t.workers_running:
+                    discard_staged(t, account)
             else:
                 rounds.append(_direct_round(t, files, f"b2/{i}", sizes, f"B2 direct {i + 1}"))
                 t.empty(t.scratch_bucket, "b2/")

@@ -26,8 +26,11 @@ FIGURES_PER_CASE = {"B1": 2, "B2": 3, "B3": 5, "B4": 1}
 def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path) -> None:
     api_pid = listening_pid(stack.settings.api_port, stack.settings.api_host)
     assert api_pid is not None, "no gunicorn master found listening on the test API's port"
-    # The test stack's worker is already running: B3 needs nothing started for it.
-    target = Target.connect(stack.settings, stack.base_url, api_pid, nullcontext)
+    # The test stack's worker runs all along: B3 needs nothing started for it, and B1 and B2 leave
+    # their uploads to it, so the session's stores stay consistent for the tests that check them.
+    target = Target.connect(
+        stack.settings, stack.base_url, api_pid, nullcontext, workers_running=True
+    )
     try:
         results = run_cases(target, SMOKE)
         run = report.Run.collect(results, SMOKE, target, worker_concurrency=2)
