@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from attachd.settings import Settings
 from storage.migrate import upgrade
-from storage.objects import Buckets, ObjectStore
+from storage.objects import ObjectStore
 from storage.records import RecordStore
 from tests.conftest import REPO, _free_port
 from tests.integration.conftest import settings_env, wait_for_worker
@@ -92,10 +92,7 @@ class OpsStack:
         upgrade(self.settings.database_url)
         self.records = RecordStore.from_url(self.settings.database_url)
         s = self.settings
-        self.objects = ObjectStore.connect(
-            s.s3_endpoint, s.s3_access_key, s.s3_secret_key,
-            Buckets(s.bucket_staging, s.bucket_attachments, s.bucket_quarantine),
-        )
+        self.objects = ObjectStore.from_settings(s)
         self.objects.ensure_buckets(1)
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
