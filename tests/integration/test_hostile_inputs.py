@@ -162,10 +162,10 @@ def multipart(*pieces: bytes, boundary: str = "hostileboundary") -> Send:
     return body(f"multipart/form-data; boundary={boundary}", data)
 
 
-def file_part(name: str, content: bytes, extra_headers: str = "") -> bytes:
+def file_part(name: str, content: bytes, extra_header: str = "") -> bytes:
     head = file_part_head("BOUNDARY", name)
-    if extra_headers:
-        head = head[:-2] + extra_headers.encode() + b"\r\n"
+    if extra_header:  # before the blank line that ends the headers
+        head = head[:-2] + extra_header.encode() + b"\r\n\r\n"
     return head + content + b"\r\n"
 
 
@@ -491,4 +491,4 @@ def test_nothing_was_left_behind(stack: Stack, objects: ObjectStore) -> None:
     upload still in the pipeline — across the session's buckets and record store."""
     found = settled_leftovers(stack, objects)
     reliability_report.record("hostile-leftovers", found)
-    assert not any(found.values()), found
+    assert not any(found.values()), (found, stack.records.count_by_state())

@@ -115,4 +115,4 @@ def test_generated_requests_left_nothing_behind(stack: Stack, objects: ObjectSto
         )
     found = settled_leftovers(stack, objects)
     reliability_report.record("schemathesis-run", {"checks": CHECKS, "leftovers": found})
-    assert not any(found.values()), found
+    assert not any(found.values()), (found, stack.records.count_by_state())
