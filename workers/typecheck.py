@@ -276,7 +276,7 @@ def _check_raster(src: _Source, size: int, claimed: str, head: bytes, limits: _L
     _refuse_markup(head[:SCAN_BYTES], "in its first 64 KiB")
     _refuse_markup(tail[-SCAN_BYTES:], "in its last 64 KiB")
 
-    fmt, mp_entries = _decode(src, claimed, limits)
+    fmt, mp_entries, pixel_data_end = _decode(src, claimed, limits)
     name = "JPEG" if fmt == "MPO" else fmt
     try:
         if fmt in ("PNG", "JPEG", "MPO", "GIF"):
@@ -290,22 +290,22 @@ def _check_raster(src: _Source, size: int, claimed: str, head: bytes, limits: _L
             _check_after(src, size, end, name)
         elif fmt in ("BMP", "DIB"):
             _check_after(src, size, _bmp_end(head), name)
-        # TIFF: no end check. Strips, tiles, IFDs and tag values may sit at any
-        # offset (libtiff writes the IFD last), so "the end of the image" would
-        # need a full IFD walk including EXIF/GPS/sub-IFDs. Data hidden in a TIFF
-        # is still caught by the markup scan above and the ZIP check below.
+        elif fmt == "TIFF":
+            _check_tiff_tail(src, size, pixel_data_end)
     except _Truncated as exc:
         raise _Refused(f"truncated {name}: {exc}", claimed) from None
     except (_Corrupt, struct.error) as exc:
         raise _Refused(f"corrupt {name}: {exc}", claimed) from None
-    _refuse_zip_end(tail, size)
+    _refuse_zip_end(src, tail, size)
     return _PIL_TYPES[fmt]
 
 
-def _decode(src: _Source, claimed: str, limits: _Limits) -> tuple[str, list[dict[str, int]]]:
-    """Open and fully decode every frame; return Pillow's format and, for MPO,
-    the MP index entries (DataOffset/Size of each embedded image)."""
+def _decode(src: _Source, claimed: str, limits: _Limits) -> tuple[str, list[dict[str, int]], int]:
+    """Open and fully decode every frame; return Pillow's format, for MPO the MP index entries
+    (DataOffset/Size of each embedded image), and for TIFF where the last strip or tile of
+    pixel data ends."""
     fmt = "image"
+    pixel_data_end = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
 
@@ -342,6 +342,8 @@ def _decode(src: _Source, claimed: str, limits: _Limits) -> tuple[str, list[dict
                     no_warnings()
                     img.load()
                     no_warnings()
+                    if fmt == "TIFF":
+                        pixel_data_end = max(pixel_data_end, _tiff_pixel_data_end(img))
                 mpinfo = getattr(img, "mpinfo", None) if fmt == "MPO" else None
                 mp_entries: list[dict[str, int]] = list(mpinfo[0xB002]) if mpinfo else []
         except Image.DecompressionBombError as exc:
@@ -357,7 +359,19 @@ def _decode(src: _Source, claimed: str, limits: _Limits) -> tuple[str, list[dict
             if "truncated" in str(exc):
                 raise _Refused(f"truncated {label}: {exc}", claimed) from None
             raise _Refused(f"cannot decode {label}: {exc}", claimed) from None
-    return fmt, mp_entries
+    return fmt, mp_entries, pixel_data_end
+
+
+def _tiff_pixel_data_end(img: Image.Image) -> int:
+    tags = getattr(img, "tag_v2", {})
+    end = 0
+    for offsets_tag, counts_tag in ((273, 279), (324, 325)):  # strips, tiles
+        offsets, counts = tags.get(offsets_tag) or (), tags.get(counts_tag) or ()
+        if isinstance(offsets, int):
+            offsets, counts = (offsets,), (counts,)
+        for offset, count in zip(offsets, counts, strict=False):
+            end = max(end, int(offset) + int(count))
+    return end
 
 
 def _check_pixels(dims: tuple[int, int], frames: int, limits: _Limits) -> None:
@@ -391,6 +405,21 @@ def _check_after(src: _Source, size: int, end: int, name: str) -> None:
     )
 
 
+def _check_tiff_tail(src: _Source, size: int, pixel_data_end: int) -> None:
+    """A TIFF has no end marker: IFDs and tag values may legitimately follow the pixel data
+    (libtiff writes the IFD last), so what follows the last strip or tile is not refused as
+    such. It must not carry another file, though: executables, archives and documents are
+    recognised by their signatures (4 bytes or more, so pixel data cannot fake them here —
+    this region holds only directory entries and tag values)."""
+    start = max(pixel_data_end, size - SCAN_BYTES)
+    if start >= size:
+        return
+    region = _read_at(src, start, size - start)
+    for signature, description in _TRAILER_SIGNATURES:
+        if len(signature) >= 4 and signature in region:
+            raise _Refused(f"data after the TIFF image's pixel data looks like {description}")
+
+
 def _describe_data(data: bytes) -> str:
     stripped = data.lstrip(b"\0 \t\r\n")
     for signature, description in _TRAILER_SIGNATURES:
@@ -405,19 +434,30 @@ def _describe_data(data: bytes) -> str:
     return "unidentified data"
 
 
-def _refuse_zip_end(tail: bytes, size: int) -> None:
-    # Zip readers look for the end-of-central-directory record from the end of
-    # the file, so an archive can be smuggled *inside* an image (say in a PNG
-    # chunk) with the record's comment spanning the image's final bytes. Only a
-    # record whose comment ends exactly at end of file counts: that excludes
-    # the signature turning up by chance in compressed data.
+def _refuse_zip_end(src: _Source, tail: bytes, size: int) -> None:
+    # Zip readers look for the end-of-central-directory record anywhere in the
+    # last 64 KiB, so an archive can be smuggled *inside* an image (a PNG chunk,
+    # a JPEG or GIF comment: GIFAR) and still open with unzip or Python's
+    # zipfile. A record counts when it is consistent the way those readers need
+    # it: its central directory ends right where the record starts and begins
+    # with a directory entry. Four bytes turning up by chance in compressed
+    # data do not pass that.
     base = size - len(tail)
     at = tail.find(b"PK\x05\x06")
     while at != -1:
         if at + 22 <= len(tail):
-            (comment_len,) = struct.unpack_from("<H", tail, at + 20)
-            if base + at + 22 + comment_len == size:
-                raise _Refused("the file is also a ZIP archive (it ends with a ZIP directory)")
+            _, disk, cd_disk, on_disk, total, cd_size, _cd_offset, _comment = struct.unpack_from(
+                "<4s4H2LH", tail, at
+            )
+            cd_start = base + at - cd_size
+            if (
+                disk == cd_disk == 0
+                and on_disk == total > 0
+                and cd_size >= 46 * total
+                and cd_start >= 0
+                and _read_at(src, cd_start, 4) == b"PK\x01\x02"
+            ):
+                raise _Refused("the file is also a ZIP archive (it holds a ZIP directory)")
         at = tail.find(b"PK\x05\x06", at + 1)
 
 

@@ -341,7 +341,7 @@ def test_zip_hidden_inside_a_png_chunk() -> None:
     data = png[:-12] + chunk(b"prVt", bytes(archive)) + iend
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["shell.txt"]
     assert check(data, "image/png").reason == (
-        "the file is also a ZIP archive (it ends with a ZIP directory)"
+        "the file is also a ZIP archive (it holds a ZIP directory)"
     )
 
 
@@ -503,3 +503,16 @@ def test_large_jpeg_is_verified_in_reasonable_time() -> None:
     start = time.perf_counter()
     assert check(data, "image/jpeg").ok
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "JPEG"])
+def test_zip_archive_in_a_comment_is_refused(fmt: str) -> None:
+    """GIFAR and friends: the ZIP's directory sits inside the image, followed by pixel data;
+    zip readers still open it."""
+    assert "ZIP archive" in refused(solid(fmt, comment=zip_archive()), f"image/{fmt.lower()}")
+
+
+def test_data_after_a_tiffs_pixel_data_is_refused_when_it_is_another_file() -> None:
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(120)
+    assert "ELF executable" in refused(solid("TIFF") + elf, "image/tiff")
+    assert check(solid("TIFF"), "image/tiff").ok
