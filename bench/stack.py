@@ -5,6 +5,7 @@ on the way out, also on an error or Ctrl-C."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,12 @@ class BenchStack:
         if self._services_up:
             self._services("stop")
             self._services_up = False
+            # MinIO empties the trash of deleted objects in the background and at start; stopped
+            # right after a run deletes ~10 GiB, it would keep them on disk until the next run.
+            shutil.rmtree(
+                self.var_dir / "minio" / "data" / ".minio.sys" / "tmp" / ".trash",
+                ignore_errors=True,
+            )
 
     @contextmanager
     def workers(self) -> Iterator[None]:
