@@ -95,10 +95,14 @@ def _pool(
             progress.update(1)
             return seconds
 
-        with ThreadPoolExecutor(concurrency) as pool:
+        pool = ThreadPoolExecutor(concurrency)
+        try:
             start = time.perf_counter()
             latencies = list(pool.map(timed, range(count)))
             seconds = time.perf_counter() - start
+        finally:
+            # On an error or Ctrl-C, drop the files not yet started rather than send them all.
+            pool.shutdown(cancel_futures=True)
     return Round(seconds, latencies)
 
 
