@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -387,40 +387,39 @@ class RecordStore:
                         )
                     ).first()
                     if row is None:
-                        attachment_id = new_object_id()
-                        conn.execute(
-                            insert(attachments).values(
-                                id=attachment_id,
-                                profile_id=profile_id,
-                                file_name=file_name,
-                                current_upload_id=None,
-                                created_at=now,
-                            )
-                        )
-                    else:
-                        attachment_id = row.id
-                    conn.execute(
-                        insert(uploads).values(
-                            id=upload_id,
-                            attachment_id=attachment_id,
-                            state=schema.STAGED,
-                            original_name=original_name,
-                            md5=md5,
-                            sha256=sha256,
-                            size=size,
-                            declared_type=declared_type,
-                            sniffed_type=sniffed_type,
-                            staging_key=staging_key,
-                            attempts=0,
+                        attachment = Attachment(
+                            id=new_object_id(),
+                            profile_id=profile_id,
+                            file_name=file_name,
+                            current_upload_id=None,
                             created_at=now,
-                            updated_at=now,
                         )
-                    )
-                    att = conn.execute(
-                        select(attachments).where(attachments.c.id == attachment_id)
-                    ).one()
-                    up = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
-                    return _attachment(att), _upload(up)
+                        conn.execute(insert(attachments).values(**asdict(attachment)))
+                    else:
+                        attachment = _attachment(row)
+                    values = {
+                        "id": upload_id,
+                        "attachment_id": attachment.id,
+                        "state": schema.STAGED,
+                        "original_name": original_name,
+                        "md5": md5,
+                        "sha256": sha256,
+                        "size": size,
+                        "declared_type": declared_type,
+                        "sniffed_type": sniffed_type,
+                        "staging_key": staging_key,
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    result = conn.execute(insert(uploads).values(**values))
+                    # Built from what was inserted rather than read back: one query less on
+                    # the hot path of every upload.
+                    key = result.inserted_primary_key
+                    assert key is not None
+                    unset = dict.fromkeys(_UPLOAD_FIELDS)
+                    upload = Upload(**{**unset, **values, "seq": key[0]})
+                    return attachment, upload
             except IntegrityError:
                 # Two first uploads of the same name raced to create the attachment row: the
                 # loser retries and reuses the winner's row (and its id).

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from attachd.clamd import ClamdClient, EngineVersion
 from attachd.settings import Settings
 from tests.conftest import png_bytes, png_with_chunk
 from tests.integration.ops_support import METRICS_TOKEN, OpsStack, json_lines, metric
@@ -90,8 +91,15 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
                  if name == refusals and ("stage", "intake") in labels)
     assert rejected + intake == 2  # notes.txt, and poly.png at whichever stage refused it
     assert rejected == metric(m, "attachd_uploads", state="rejected")
-    # The shipped test signatures have no official database part: no version, no age.
-    assert ("attachd_clamd_signature_version", ()) not in m
+    # The signature version is clamd's own (the shipped test database is daily.cud version 1;
+    # a database of bare signature files reports none, and then no version or age is exported).
+    reply = ClamdClient(ops.settings.clamd_host, ops.settings.clamd_port).version()
+    version = EngineVersion.parse(reply).signatures
+    if version is None:
+        assert ("attachd_clamd_signature_version", ()) not in m
+    else:
+        assert metric(m, "attachd_clamd_signature_version") == version
+        assert ("attachd_clamd_signature_age_seconds", ()) in m
     assert any(name == "attachd_clamd_info" for name, _ in m)
 
     # The workers are gone; the store and Redis remember: a fresh API process says the same.
