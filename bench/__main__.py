@@ -38,8 +38,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--worker-concurrency",
         type=int,
-        default=2,
-        help="Celery worker processes for B3 (the default workers run 2)",
+        default=None,
+        help="B3 with one Celery worker of N processes for every queue "
+        "(default: the default fleet, `attachd worker`)",
     )
     p.add_argument(
         "--report",

@@ -39,7 +39,11 @@ class Run:
 
     @classmethod
     def collect(
-        cls, cases: list[CaseResult], sizes: Sizes, target: Target, worker_concurrency: int
+        cls,
+        cases: list[CaseResult],
+        sizes: Sizes,
+        target: Target,
+        worker_concurrency: int | None,
     ) -> Run:
         s = target.settings
         return cls(
@@ -50,7 +54,11 @@ class Run:
             settings={
                 "API": f"gunicorn gthread, {s.api_workers} workers {TIMES} {s.api_threads} threads",
                 "upload parts": f"{human(s.upload_part_size)}, {PARALLEL_PARTS} in flight",
-                "pipeline workers (B3)": f"celery prefork, {worker_concurrency} processes",
+                "pipeline workers (B3)": (
+                    f"celery prefork, {worker_concurrency} processes"
+                    if worker_concurrency
+                    else "the default fleet (attachd worker): " + ", ".join(s.worker_pools)
+                ),
                 "record store": s.database_url.split(":", 1)[0].split("+")[0],
                 "client": f"python -m bench, {sizes.concurrency} threads for B2 and B3",
             },

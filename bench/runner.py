@@ -12,7 +12,7 @@ from bench.config import Sizes
 from bench.results import CaseResult
 from bench.target import Target
 
-CASES: dict[str, Callable[[Target, Sizes, int], CaseResult]] = {
+CASES: dict[str, Callable[[Target, Sizes, int | None], CaseResult]] = {
     "B1": lambda t, s, _w: large.run(t, s),
     "B2": lambda t, s, _w: small.run(t, s),
     "B3": lambda t, s, w: pipeline.run(t, s, w),
@@ -21,7 +21,10 @@ CASES: dict[str, Callable[[Target, Sizes, int], CaseResult]] = {
 
 
 def run_cases(
-    target: Target, sizes: Sizes, cases: Sequence[str] = tuple(CASES), worker_concurrency: int = 2
+    target: Target,
+    sizes: Sizes,
+    cases: Sequence[str] = tuple(CASES),
+    worker_concurrency: int | None = None,
 ) -> list[CaseResult]:
     """Every case runs even when one before it failed; a failure is recorded, not raised."""
     results = []

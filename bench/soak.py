@@ -74,7 +74,7 @@ class SoakStack(BenchStack):
             "--loglevel=WARNING",
             "-Q",
             "scan,verify,attach,maintenance",
-            f"--concurrency={self.worker_concurrency}",
+            f"--concurrency={self.worker_concurrency or 2}",
             f"--hostname=soak-{os.getpid()}-{time.monotonic_ns()}@%h",
         )
         self._wait_worker(proc)

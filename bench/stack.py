@@ -38,7 +38,7 @@ def load_env(path: Path) -> dict[str, str]:
 
 
 class BenchStack:
-    def __init__(self, env: Mapping[str, str], worker_concurrency: int = 2) -> None:
+    def __init__(self, env: Mapping[str, str], worker_concurrency: int | None = None) -> None:
         self.env = {**env, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}:{env.get('PATH', '')}"}
         self.settings = Settings.from_env(self.env)
         var_dir = Path(self.settings.var_dir)
@@ -101,20 +101,25 @@ class BenchStack:
         broker = redis.Redis.from_url(self.settings.redis_url)
         broker.flushdb()
         broker.close()
-        proc = self._start(
-            "worker",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--loglevel=INFO",
-            "-Q",
-            "scan,verify,attach,maintenance",
-            f"--concurrency={self.worker_concurrency}",
-            "--hostname=bench@%h",
-            "--max-tasks-per-child=500",
-            "-E",
-        )
+        if self.worker_concurrency is None:
+            # The default fleet, as deploy/Procfile runs it: a pool per queue group, autoscaled
+            # (ATTACHD_WORKER_POOLS).
+            proc = self._start("worker", "attachd", "worker")
+        else:
+            proc = self._start(
+                "worker",
+                "celery",
+                "-A",
+                "workers.app",
+                "worker",
+                "--loglevel=INFO",
+                "-Q",
+                "scan,verify,attach,maintenance",
+                f"--concurrency={self.worker_concurrency}",
+                "--hostname=bench@%h",
+                "--max-tasks-per-child=500",
+                "-E",
+            )
         try:
             self._wait_worker(proc)
             yield

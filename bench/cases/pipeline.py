@@ -27,12 +27,16 @@ from storage.schema import attachments, uploads
 TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
 
 
-def run(t: Target, sizes: Sizes, worker_concurrency: int) -> CaseResult:
+def run(t: Target, sizes: Sizes, worker_concurrency: int | None) -> CaseResult:
     files = noise_pngs(sizes.pipeline_count, sizes.small_size, seed=3)
     result = CaseResult(
         "B3",
         f"Pipeline: {sizes.pipeline_count} PNGs of {human(sizes.small_size)}, upload → attached, "
-        f"{worker_concurrency} worker processes",
+        + (
+            f"{worker_concurrency} worker processes"
+            if worker_concurrency
+            else "the default workers"
+        ),
         floor="clamd INSTREAM from MinIO + libmagic + server-side copy, one file after another",
     )
     pipeline: list[dict[str, float]] = []
