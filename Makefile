@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench
+.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench soak
 
 help:
 	@echo "make run    - install what is missing, start everything in the foreground (Ctrl-C stops)"
@@ -14,7 +14,8 @@ help:
 	@echo "make down   - stop everything started by make up"
 	@echo "make test   - install what is missing, start the test services, run the tests"
 	@echo "make lint   - ruff; make typecheck - mypy"
-	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md"
+	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md,"
+	@echo "              then the soak (make soak); writes its section of docs/RELIABILITY.md"
 
 # Debian packages (redis, clamav, postgresql, libmagic) and the MinIO server build.
 deps:
@@ -49,8 +50,14 @@ test: install test-deps
 
 # Benchmarks with their own services and ports (deploy/env/bench.env); not part of `make test`,
 # which runs only their smoke version. BENCH_ARGS="--cases B1,B4" or "--smoke" narrows a run.
+# Then the soak (deploy/env/soak.env): SOAK_ARGS="--uploads 1000" shortens it.
+SOAK_ARGS ?= --uploads 10000
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.soak $(SOAK_ARGS)
+
+soak: install
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
