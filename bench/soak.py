@@ -283,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         write_report(section)
     lost = sum(figures.leftovers.values())
     accepted = figures.responses.get("200", 0)
-    return 0 if lost == 0 and figures.upload_rows == accepted else 1
+    # Every fault here is one the pipeline must ride out: an upload given up on (`failed`) is
+    # as much a defect as one left behind.
+    given_up = figures.final_states.get("failed", 0)
+    return 0 if lost == 0 and given_up == 0 and figures.upload_rows == accepted else 1
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ class Upload:
     signature_version: int | None
     rescan_queued_version: int | None
     attempts: int
+    resend_after: datetime | None
     created_at: datetime
     updated_at: datetime
     scanned_at: datetime | None
@@ -137,7 +138,14 @@ class AttachOutcome:
 
 
 _UPLOAD_FIELDS = tuple(f.name for f in fields(Upload))
-_DATETIME_FIELDS = {"created_at", "updated_at", "scanned_at", "verified_at", "finished_at"}
+_DATETIME_FIELDS = {
+    "created_at",
+    "updated_at",
+    "scanned_at",
+    "verified_at",
+    "finished_at",
+    "resend_after",
+}
 
 
 def _upload(row: Any) -> Upload:
@@ -438,7 +446,8 @@ class RecordStore:
         Returns whether this call made the change."""
         states = (expected,) if isinstance(expected, str) else tuple(expected)
         now = utcnow()
-        extra = dict(values)
+        # Moving on is progress: the reconciler's count of re-sends starts again.
+        extra = {"attempts": 0, "resend_after": None, **values}
         if new_state in schema.TERMINAL_STATES:
             extra.setdefault("finished_at", now)
         with self.transaction() as conn:
@@ -459,12 +468,13 @@ class RecordStore:
             )
         return result.rowcount == 1
 
-    def bump_attempts(self, upload_id: str) -> None:
+    def mark_resent(self, upload_id: str, attempts: int, next_after: datetime) -> None:
+        """The reconciler re-sent it: count that, and say when it may re-send again."""
         with self.transaction() as conn:
             conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id)
-                .values(attempts=uploads.c.attempts + 1, updated_at=utcnow())
+                .values(attempts=attempts, resend_after=next_after)
             )
 
     def attach(self, upload_id: str, object_key: str) -> AttachOutcome | None:
@@ -640,11 +650,20 @@ class RecordStore:
             ).first()
         return (row[0], row[1]) if row else None
 
-    def stuck_uploads(self, older_than: datetime, limit: int = 500) -> list[Upload]:
+    def stuck_uploads(
+        self, older_than: datetime, now: datetime | None = None, limit: int = 500
+    ) -> list[Upload]:
+        """Uploads in a non-terminal state that have not moved since `older_than`, and whose
+        re-send backoff (if any) has passed by `now`."""
+        now = now or utcnow()
         with self.transaction() as conn:
             rows = conn.execute(
                 select(uploads)
-                .where(uploads.c.state.in_(schema.ACTIVE_STATES), uploads.c.updated_at < older_than)
+                .where(
+                    uploads.c.state.in_(schema.ACTIVE_STATES),
+                    uploads.c.updated_at < older_than,
+                    or_(uploads.c.resend_after.is_(None), uploads.c.resend_after < now),
+                )
                 .order_by(uploads.c.seq)
                 .limit(limit)
             ).all()

@@ -106,7 +106,9 @@ uploads = Table(
     # The signature database version of the last scan, and the one a rescan was queued for.
     Column("signature_version", Integer, nullable=True),
     Column("rescan_queued_version", Integer, nullable=True),
+    # Re-sends by the reconciler since the upload last moved, and when it may re-send next.
     Column("attempts", Integer, nullable=False, default=0),
+    Column("resend_after", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("scanned_at", DateTime(timezone=True), nullable=True),

@@ -60,8 +60,7 @@ class StoreStats:
         with self.records.transaction() as conn:
             # updated_at >= finished_at always, so this range is a superset the index can serve.
             rows = conn.execute(
-                select(uploads.c.id, uploads.c.state, uploads.c.created_at,
-                       uploads.c.finished_at)
+                select(uploads.c.id, uploads.c.state, uploads.c.created_at, uploads.c.finished_at)
                 .where(
                     uploads.c.state.in_(schema.TERMINAL_STATES),
                     uploads.c.updated_at >= since,
@@ -90,14 +89,19 @@ class StoreStats:
         """The latest failed, rejected and infected uploads, newest first."""
         with self.records.transaction() as conn:
             rows = conn.execute(
-                select(uploads.c.id, uploads.c.state, uploads.c.original_name, uploads.c.reason,
-                       uploads.c.attempts, uploads.c.updated_at)
+                select(
+                    uploads.c.id,
+                    uploads.c.state,
+                    uploads.c.original_name,
+                    uploads.c.reason,
+                    uploads.c.attempts,
+                    uploads.c.updated_at,
+                )
                 .where(uploads.c.state.in_(PROBLEM_STATES))
                 .order_by(uploads.c.updated_at.desc())
                 .limit(limit)
             ).all()
         return [
-            Problem(r.id, r.state, r.original_name, r.reason, r.attempts,
-                    as_utc(r.updated_at))  # type: ignore[arg-type]
+            Problem(r.id, r.state, r.original_name, r.reason, r.attempts, as_utc(r.updated_at))  # type: ignore[arg-type]
             for r in rows
         ]

@@ -317,14 +317,21 @@ class Pipeline:
         """Re-send uploads stuck in a non-terminal state (a broker that restarted empty loses
         its messages; the record store does not) and delete staged objects with no upload."""
         now = self.clock()
-        cutoff = now - timedelta(seconds=self.limits.reconcile_after_seconds)
+        threshold = self.limits.reconcile_after_seconds
+        cutoff = now - timedelta(seconds=threshold)
         resent = gave_up = 0
-        for up in self.records.stuck_uploads(cutoff):
+        for up in self.records.stuck_uploads(cutoff, now):
             if up.attempts >= self.limits.max_resends:
                 self._fail(up, f"no progress after {up.attempts} re-sends")
                 gave_up += 1
                 continue
-            self.records.bump_attempts(up.id)
+            # Backing off: an upload waiting behind a long queue looks stuck too, and must not
+            # be re-sent (or given up) every few seconds. The k-th re-send waits
+            # threshold * 2**k, so giving up takes about 1,000 thresholds.
+            attempts = up.attempts + 1
+            self.records.mark_resent(
+                up.id, attempts, now + timedelta(seconds=threshold * 2**attempts)
+            )
             self.send(_next_step(up), up.id)
             resent += 1
         orphans = self.sweep_staging(cutoff)

@@ -50,8 +50,12 @@ log = logging.getLogger(__name__)
 PIPELINE = (SCAN, VERIFY, ATTACH, RESCAN_FILE)
 _TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
 # What the scan step's resulting state says about the scan itself.
-_SCAN_OUTCOME = {"verifying": "clean", "infected": "infected", "rejected": "over_limit",
-                 "failed": "error"}
+_SCAN_OUTCOME = {
+    "verifying": "clean",
+    "infected": "infected",
+    "rejected": "over_limit",
+    "failed": "error",
+}
 
 
 def stamp_messages() -> None:
@@ -135,8 +139,14 @@ def install(app: Celery, settings: Settings) -> None:
             obs.before[task_id] = up.state if up else None
 
     @task_postrun.connect(weak=False, dispatch_uid="attachd.postrun")
-    def _postrun(task_id: str, task: Task, args: tuple[Any, ...] = (), retval: Any = None,
-                 state: str | None = None, **_: Any) -> None:
+    def _postrun(
+        task_id: str,
+        task: Task,
+        args: tuple[Any, ...] = (),
+        retval: Any = None,
+        state: str | None = None,
+        **_: Any,
+    ) -> None:
         try:
             before = obs.before.pop(task_id, None)
             if task.name in PIPELINE and args and state == "SUCCESS":
@@ -167,8 +177,7 @@ def install(app: Celery, settings: Settings) -> None:
     app.steps["consumer"].add(_heartbeat_step(settings))
 
 
-def _count(obs: _Observer, task_name: str, upload_id: str, before: str | None,
-           after: Any) -> None:
+def _count(obs: _Observer, task_name: str, upload_id: str, before: str | None, after: Any) -> None:
     # Only what this run changed: a redelivered task that finds its work done returns the
     # state it found, equal to `before`, and counts nothing.
     if not isinstance(after, str) or before is None or after == before:

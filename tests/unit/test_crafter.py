@@ -60,6 +60,7 @@ def test_attachment_json_has_exactly_crafters_fields() -> None:
         signature_version=None,
         rescan_queued_version=None,
         attempts=0,
+        resend_after=None,
         created_at=now,
         updated_at=now,
         scanned_at=None,

@@ -285,3 +285,24 @@ def test_rescan_after_a_signature_update_detaches_a_new_detection(world: World) 
     assert world.records.get_attachment(up.attachment_id).current_upload_id is None
     assert world.objects.keys("attachments") == []
     assert world.objects.keys("quarantine") == [uid]
+
+
+def test_reconcile_backs_off_so_a_long_queue_is_not_mistaken_for_a_lost_message(
+    tmp_path: Path,
+) -> None:
+    now = [datetime.now(UTC) + timedelta(seconds=30)]
+    world = World(tmp_path)
+    world.pipeline.limits = Limits(1, 1, reconcile_after_seconds=10)
+    world.pipeline.clock = lambda: now[0]
+    uid = world.stage(png_bytes())
+    assert world.pipeline.reconcile()["resent"] == 1  # 30 s without moving: re-sent
+    assert world.pipeline.reconcile()["resent"] == 0  # still queued behind others: wait
+    now[0] += timedelta(seconds=19)
+    assert world.pipeline.reconcile()["resent"] == 0  # the 1st re-send waits 10 * 2**1 s
+    now[0] += timedelta(seconds=2)
+    assert world.pipeline.reconcile()["resent"] == 1
+    up = world.records.get_upload(uid)
+    assert up is not None and up.attempts == 2 and up.state == schema.STAGED
+    world.pipeline.scan(uid)  # it moved: the count starts again
+    moved = world.records.get_upload(uid)
+    assert moved is not None and moved.attempts == 0 and moved.resend_after is None
