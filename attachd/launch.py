@@ -68,9 +68,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
-    """Run each command, forward SIGTERM/SIGINT to all as SIGTERM (Celery's warm shutdown),
-    and stop all when one exits. Returns 0 only if every one exited cleanly."""
+    """Run each command, forward SIGTERM/SIGINT to all as SIGTERM (Celery's warm shutdown), and
+    start again a pool that dies on its own, after a pause that grows with each death in a row.
+
+    Pools do die on their own: kombu's Redis transport can crash a worker while it reconnects
+    after the broker restarts (AttributeError on the lost connection's parameters, seen in the
+    soak). Restarting it here keeps the node working without a human, and with late acks and the
+    reconciler nothing it held is lost. Returns 0 only if every pool exited cleanly when told to.
+    """
     children: dict[str, subprocess.Popen[bytes]] = {}
+    restarts: dict[str, int] = dict.fromkeys(commands, 0)
+    due: dict[str, float] = {}
     stopping = False
 
     def stop_all(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
@@ -80,19 +88,36 @@ def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    def start(name: str) -> None:
+        log.info("starting pool %s: %s", name, " ".join(commands[name]))
+        # Same process group: whatever stops the group (a terminal's Ctrl-C, `make down`, a
+        # container stop) reaches every pool too. SIGTERM twice is still a warm shutdown.
+        children[name] = subprocess.Popen(commands[name], preexec_fn=_die_with_parent)
+        started[name] = time.monotonic()
+
+    started: dict[str, float] = {}
     previous = {s: signal.signal(s, stop_all) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for name, argv in commands.items():
-            log.info("starting pool %s: %s", name, " ".join(argv))
-            # Same process group: whatever stops the group (a terminal's Ctrl-C, `make down`,
-            # a container stop) reaches every pool too. SIGTERM twice is still a warm shutdown.
-            children[name] = subprocess.Popen(argv, preexec_fn=_die_with_parent)
-        while any(child.poll() is None for child in children.values()):
+        for name in commands:
+            start(name)
+        # Until told to stop and every pool has stopped.
+        while not stopping or any(child.poll() is None for child in children.values()):
+            now = time.monotonic()
             for name, child in children.items():
-                if child.returncode is not None and not stopping:
-                    log.error("pool %s exited with %s; stopping the others", name,
-                              child.returncode)
-                    stop_all()
+                if child.poll() is None or stopping or name in due:
+                    continue
+                # A pool that ran a while before dying starts a fresh run of restarts.
+                restarts[name] = 0 if now - started[name] > 60 else restarts[name] + 1
+                pause = min(2 ** restarts[name], 30)
+                log.error("pool %s exited with %s; starting it again in %ss", name,
+                          child.returncode, pause)
+                due[name] = now + pause
+            for name, when in list(due.items()):
+                if stopping:
+                    due.clear()
+                elif now >= when:
+                    del due[name]
+                    start(name)
             time.sleep(poll)
     finally:
         for sig, handler in previous.items():

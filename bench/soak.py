@@ -65,38 +65,33 @@ def sample(i: int) -> tuple[str, bytes, str]:
 
 class SoakStack(BenchStack):
     def start_worker(self) -> None:
-        proc = self._start(
-            "worker",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--loglevel=WARNING",
-            "-Q",
-            "scan,verify,attach,maintenance",
-            f"--concurrency={self.worker_concurrency or 2}",
-            f"--hostname=soak-{os.getpid()}-{time.monotonic_ns()}@%h",
-        )
-        self._wait_worker(proc)
+        """The default fleet, as production runs it: `attachd worker` supervises a pool per
+        queue group and starts again one that dies."""
+        self._wait_worker(self._start("worker", "attachd", "worker"))
 
     def kill_worker(self) -> None:
-        """SIGKILL the whole worker: supervisor and pool, mid-task."""
+        """SIGKILL the whole node: supervisor, pools and their processes, mid-task."""
         proc = self._procs.pop("worker")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
     def kill_pool_children(self) -> int:
-        proc = self._procs["worker"]
-        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
-        pids = [int(p) for p in out.stdout.split()]
-        for pid in pids:
+        """SIGKILL the processes running tasks (the pools' children), not the pools."""
+        pools = _children(self._procs["worker"].pid)
+        victims = [pid for pool in pools for pid in _children(pool)]
+        for pid in victims:
             os.kill(pid, signal.SIGKILL)
-        return len(pids)
+        return len(victims)
 
     def restart_redis_empty(self) -> None:
         script = str(REPO / "deploy" / "scripts" / "services.sh")
         subprocess.run([script, "stop", "redis"], cwd=REPO, env=self.env, check=True)
         subprocess.run([script, "start", "redis"], cwd=REPO, env=self.env, check=True)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
 
 
 @dataclass
