@@ -12,15 +12,6 @@ import threading
 
 import magic
 
-DEFAULT_ALLOWED_TYPES: tuple[str, ...] = (
-    "image/bmp",
-    "image/gif",
-    "image/jpeg",
-    "image/png",
-    "image/tiff",
-    "image/svg+xml",
-)
-
 OCTET_STREAM = "application/octet-stream"
 
 # An explicit table rather than the mimetypes module: its tables are read from

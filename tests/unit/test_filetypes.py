@@ -9,6 +9,7 @@ from PIL import Image
 
 from attachd import filetypes
 from attachd.filetypes import base_name, canonical_type, head_agrees, sniff, type_for_name
+from attachd.settings import Settings
 
 
 def image_bytes(fmt: str) -> bytes:
@@ -82,7 +83,7 @@ def test_base_name(name: str, expected: str) -> None:
 def test_type_table_is_not_the_system_mimetypes() -> None:
     # Every allowed type must come out of the explicit table, whatever the machine.
     names = ["a.bmp", "a.gif", "a.jpg", "a.png", "a.tif", "a.svg"]
-    assert sorted(type_for_name(n) for n in names) == sorted(filetypes.DEFAULT_ALLOWED_TYPES)
+    assert sorted(type_for_name(n) for n in names) == sorted(Settings().allowed_types)
 
 
 @pytest.mark.parametrize(
