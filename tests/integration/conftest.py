@@ -44,17 +44,22 @@ class Stack:
         return self.base_url + path
 
     def wait_for_state(self, upload_id: str, states: tuple[str, ...], timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        state = None
-        while time.monotonic() < deadline:
-            up = self.records.get_upload(upload_id)
-            state = up.state if up else None
-            if state in states:
-                return state
-            time.sleep(0.1)
-        raise AssertionError(
-            f"upload {upload_id} still {state} after {timeout}s; logs in {self.log_dir}"
-        )
+        return wait_for_upload(self.records, upload_id, states, timeout, f"logs in {self.log_dir}")
+
+
+def wait_for_upload(
+    records: RecordStore, upload_id: str, states: tuple[str, ...], timeout: float, where: str
+) -> str:
+    """Poll the record store until the upload is in one of `states`."""
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        up = records.get_upload(upload_id)
+        state = up.state if up else None
+        if state in states:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"upload {upload_id} still {state} after {timeout}s; {where}")
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -137,18 +142,24 @@ def wait_for_worker(worker: subprocess.Popen[bytes], log: Path, timeout: float =
 
 
 def _wait_for_api(api: subprocess.Popen[bytes], base: str, log_dir: Path) -> None:
-    deadline = time.monotonic() + 30
+    try:
+        wait_for_api(api, base, log_dir / "api.log")
+    except AssertionError as exc:
+        pytest.fail(str(exc))
+
+
+def wait_for_api(api: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 30) -> None:
+    """Until gunicorn answers; its log's tail in the error when it exits or never answers."""
+    deadline = time.monotonic() + timeout
     while True:
-        if api.poll() is not None:
-            pytest.fail(f"gunicorn exited: {(log_dir / 'api.log').read_text()[-3000:]}")
         try:
             if requests.get(base + "/api/1/monitoring/version", timeout=1).ok:
                 return
         except requests.RequestException:
             pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"gunicorn did not answer: {(log_dir / 'api.log').read_text()[-3000:]}")
-        time.sleep(0.2)
+        if api.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"gunicorn did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
 
 
 @dataclass

@@ -28,7 +28,12 @@ from storage.migrate import upgrade
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from tests.conftest import REPO, _free_port
-from tests.integration.conftest import settings_env, wait_for_worker
+from tests.integration.conftest import (
+    settings_env,
+    wait_for_api,
+    wait_for_upload,
+    wait_for_worker,
+)
 
 BIN = Path(sys.executable).parent
 TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
@@ -129,16 +134,7 @@ class OpsStack:
         log = self.workdir / "api.log"
         self.api = self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
                                 "api.wsgi:app"], log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(self.base_url + "/api/1/monitoring/version", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if self.api.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_for_api(self.api, self.base_url, log)
 
     def start_worker(self, name: str, queues: str = "scan,verify,attach,maintenance",
                      concurrency: int = 2, env: dict[str, str] | None = None) -> str:
@@ -216,15 +212,7 @@ class OpsStack:
         return out
 
     def wait(self, upload_id: str, states: tuple[str, ...] = TERMINAL, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        state = None
-        while time.monotonic() < deadline:
-            up = self.records.get_upload(upload_id)
-            state = up.state if up else None
-            if state in states:
-                return state
-            time.sleep(0.1)
-        raise AssertionError(f"upload {upload_id} still {state} after {timeout}s ({self.workdir})")
+        return wait_for_upload(self.records, upload_id, states, timeout, str(self.workdir))
 
 
 def metric(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,

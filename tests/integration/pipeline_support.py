@@ -27,7 +27,12 @@ from storage.migrate import upgrade
 from storage.objects import ObjectStore, staging_key
 from storage.records import RecordStore
 from tests.conftest import REPO, _free_port
-from tests.integration.conftest import settings_env, wait_for_worker
+from tests.integration.conftest import (
+    settings_env,
+    wait_for_api,
+    wait_for_upload,
+    wait_for_worker,
+)
 from workers.celery_app import ROUTES, SCAN, make_celery
 from workers.tasks import build_pipeline
 
@@ -128,7 +133,6 @@ class PrivateStack:
         return f"http://127.0.0.1:{self.settings.api_port}"
 
     def start_api(self) -> None:
-        import requests
 
         assert self.api is None
         log = self.workdir / "api.log"
@@ -146,16 +150,7 @@ class PrivateStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(self.base_url + "/api/1/monitoring/version", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if self.api.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"private gunicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_for_api(self.api, self.base_url, log)
 
     def kill_api(self) -> None:
         """SIGKILL the whole gunicorn process group: no graceful anything."""
@@ -280,15 +275,7 @@ class PrivateStack:
         return self.records.create_profile(tenant, "bob", "bob@example.com", enabled=True).id
 
     def wait(self, upload_id: str, states: tuple[str, ...] = TERMINAL, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        state = None
-        while time.monotonic() < deadline:
-            up = self.records.get_upload(upload_id)
-            state = up.state if up else None
-            if state in states:
-                return state
-            time.sleep(0.05)
-        raise AssertionError(f"upload {upload_id} still {state} after {timeout}s ({self.workdir})")
+        return wait_for_upload(self.records, upload_id, states, timeout, str(self.workdir))
 
     def close(self) -> None:
         self.stop_api()
