@@ -73,3 +73,19 @@ def jpeg_with_exif_thumbnail() -> bytes:
     app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     main = encode(noise((64, 48)), "JPEG")
     return main[:2] + app1 + main[2:]
+
+
+# Crafter's reference table of `fileSize` (shared/crafter-profile-api.md), byte count → text.
+CRAFTER_FILE_SIZES: list[tuple[int, str]] = [
+    (0, "0"),
+    (1000, "1,000 B"),
+    (1023, "1,023 B"),
+    (1024, "1 KB"),
+    (1075, "1 KB"),
+    (1280, "1.2 KB"),
+    (1792, "1.8 KB"),
+    (23193, "22.6 KB"),
+    (1048575, "1,024 KB"),
+    (1536000, "1.5 MB"),
+    (5242880, "5 MB"),
+]

@@ -30,6 +30,7 @@ from tests.integration.api_support import (
     upload,
 )
 from tests.integration.conftest import Stack
+from tests.samples import CRAFTER_FILE_SIZES
 
 
 @pytest.fixture
@@ -58,18 +59,7 @@ def test_the_answer_has_exactly_crafters_fields(stack: Stack, account: Account) 
 # test of format_file_size covers it). 5 MiB is the default limit itself, which is accepted.
 @pytest.mark.parametrize(
     ("size", "text"),
-    [
-        (1000, "1,000 B"),
-        (1023, "1,023 B"),
-        (1024, "1 KB"),
-        (1075, "1 KB"),
-        (1280, "1.2 KB"),
-        (1792, "1.8 KB"),
-        (23193, "22.6 KB"),
-        (1048575, "1,024 KB"),
-        (1536000, "1.5 MB"),
-        (5242880, "5 MB"),
-    ],
+    [(size, text) for size, text in CRAFTER_FILE_SIZES if size > 0],
 )
 def test_file_size_follows_crafters_table(
     stack: Stack, account: Account, size: int, text: str

@@ -4,24 +4,15 @@ import pytest
 
 from api.crafter import attachment_json, format_file_size
 from storage.records import Attachment, Upload
+from tests.samples import CRAFTER_FILE_SIZES
 
 
 @pytest.mark.parametrize(
     ("size", "expected"),
     [
-        (0, "0"),
+        *CRAFTER_FILE_SIZES,
         (-5, "0"),
         (1, "1 B"),
-        (1000, "1,000 B"),
-        (1023, "1,023 B"),
-        (1024, "1 KB"),
-        (1075, "1 KB"),
-        (1280, "1.2 KB"),
-        (1792, "1.8 KB"),
-        (23193, "22.6 KB"),
-        (1048575, "1,024 KB"),
-        (1536000, "1.5 MB"),
-        (5242880, "5 MB"),
         (3 * 1024**3, "3 GB"),
         (1024**4 + 1024**4 // 4, "1.2 TB"),
     ],
