@@ -60,6 +60,19 @@ MINIO_DATA="$VAR_DIR/minio/data"
 CLAMD_DIR="$VAR_DIR/clamd"
 CLAMD_CONF="$CLAMD_DIR/clamd.conf"
 PG_DIR="$VAR_DIR/postgres"
+PG_LOG="$VAR_DIR/log/postgres.log"
+# PostgreSQL runs as the `postgres` user when we are root. A var dir that user cannot reach (a
+# clone under a private `mktemp -d`, a home directory of mode 700) gets its cluster, socket and
+# log in a traversable place of its own instead, named after the var dir, rather than failing.
+pg_reachable() {
+    local d=$1
+    while [[ ! -e $d ]]; do d=$(dirname "$d"); done
+    (cd / && runuser -u postgres -- test -x "$d") 2>/dev/null
+}
+if ((EUID == 0)) && id postgres >/dev/null 2>&1 && ! pg_reachable "$VAR_DIR"; then
+    PG_DIR="/var/tmp/attachd-postgres/$(printf '%s' "$VAR_DIR" | cksum | cut -d' ' -f1)"
+    PG_LOG="$PG_DIR/postgres.log"
+fi
 PG_DATA="$PG_DIR/data"
 PG_SOCKET_DIR="$PG_DIR/run"
 
@@ -77,7 +90,9 @@ for _v in REDIS_PORT MINIO_PORT MINIO_CONSOLE_PORT CLAMD_PORT PG_PORT START_TIME
     [[ ${!_v} =~ ^[0-9]+$ ]] || die "$_v must be a number, got '${!_v}'"
 done
 
-log_file() { printf '%s/%s.log\n' "$LOG_DIR" "$1"; }
+log_file() {
+    if [[ $1 == postgres ]]; then printf '%s\n' "$PG_LOG"; else printf '%s/%s.log\n' "$LOG_DIR" "$1"; fi
+}
 pid_file() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
 
 service_port() {
@@ -429,7 +444,7 @@ pg_check_traversable() {
     done
     unset IFS
     # shellcheck disable=SC2016
-    if ! bad=$(as_pg sh -c 'for d; do [ -x "$d" ] || { echo "$d"; exit 1; }; done' sh "${prefixes[@]}" "$LOG_DIR"); then
+    if ! bad=$(as_pg sh -c 'for d; do [ -x "$d" ] || { echo "$d"; exit 1; }; done' sh "${prefixes[@]}" "$(dirname "$PG_LOG")"); then
         slog postgres "ERROR: the postgres OS user cannot enter $bad (PostgreSQL must run as 'postgres' when started by root)."
         slog postgres "       chmod o+x the directories on that path, or set ATTACHD_VAR_DIR to a traversable place (e.g. /var/tmp/attachd)."
         return 1
@@ -440,7 +455,8 @@ pg_conf_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 
 pg_prepare() {
     local socket_dir=$PG_SOCKET_DIR
-    mkdir -p "$PG_DIR" "$PG_SOCKET_DIR" || return 1
+    mkdir -p "$PG_DIR" "$PG_SOCKET_DIR" "$(dirname "$PG_LOG")" || return 1
+    [[ $PG_DIR != /var/tmp/attachd-postgres/* ]] || chmod 755 /var/tmp/attachd-postgres
     touch "$(log_file postgres)" || return 1
     if ((EUID == 0)); then
         chown postgres: "$PG_DIR" "$PG_SOCKET_DIR" "$(log_file postgres)" || return 1
