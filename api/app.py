@@ -16,9 +16,9 @@ from api.auth import Authorizer
 from api.resources import attachments, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
 from api.uploads import UploadReceiver, form_handler
-from attachd.clamd import ClamdClient
-from attachd.errors import ServiceUnavailable
-from attachd.settings import Settings
+from core.clamd import ClamdClient
+from core.errors import ServiceUnavailable
+from core.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 
@@ -39,7 +39,8 @@ def build_services(settings: Settings) -> Services:
     from redis import Redis
     from redis.exceptions import RedisError
 
-    from workers.celery_app import ROUTES, SCAN, make_celery
+    from core.tasks import ROUTES, TaskName
+    from storage.broker import make_celery
 
     records = RecordStore.from_url(settings.database_url)
     objects = ObjectStore.from_settings(settings)
@@ -49,7 +50,9 @@ def build_services(settings: Settings) -> Services:
 
     def enqueue(upload_id: str) -> None:
         try:
-            celery.send_task(SCAN, args=[upload_id], queue=ROUTES[SCAN], ignore_result=True)
+            celery.send_task(
+                TaskName.SCAN, args=[upload_id], queue=ROUTES[TaskName.SCAN], ignore_result=True
+            )
         except (KombuError, RedisError, OSError) as exc:
             raise ServiceUnavailable("redis", str(exc)) from exc
 

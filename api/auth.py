@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from attachd.errors import AccessDenied, ActionDenied, NoSuchProfile
+from core.errors import AccessDenied, ActionDenied, NoSuchProfile
 from storage.records import Profile, RecordStore, Token, utcnow
 
 MANAGE_PROFILES = "MANAGE_PROFILES"

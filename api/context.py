@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon
 
-from attachd import logs
+from core import logs
 
 HEADER = "X-Request-ID"
 # A caller's id is kept (a proxy's, a client's) when it is short and plain; anything else is

@@ -11,7 +11,7 @@ from typing import Any
 
 import falcon
 
-from attachd import errors
+from core import errors
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.resources.monitoring import package_version
+from core import package_version
+from core.domain import State
 
 JSON = "application/json"
 ERROR_CODES = [
@@ -23,7 +24,7 @@ ERROR_CODES = [
     "PROFILE_EXISTS",
     "OTHER",
 ]
-STATES = ["staged", "scanning", "verifying", "attached", "infected", "rejected", "failed"]
+STATES = [state.value for state in State]
 
 _DESCRIPTION = """\
 Crafter Profile's attachment API, with uploads scanned and verified before they are served.

@@ -10,7 +10,7 @@ import hmac
 
 import falcon
 
-from attachd.settings import Settings
+from core.settings import Settings
 
 REALM = 'Basic realm="attachd operators", charset="UTF-8"'
 

@@ -27,15 +27,15 @@ import falcon.media
 
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID
-from attachd import filetypes
-from attachd.errors import (
+from core import filetypes
+from core.errors import (
     AttachdError,
     BadRequest,
     RequestTimeout,
     UnsupportedType,
     UploadTooLarge,
 )
-from attachd.settings import Settings
+from core.settings import Settings
 from storage.hashing import HashingReader
 from storage.objects import ObjectStore, staging_key
 from storage.records import Attachment, Profile, RecordStore, Upload

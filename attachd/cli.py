@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from attachd.errors import AttachdError
-from attachd.settings import Settings
+from core.errors import AttachdError
+from core.settings import Settings
 
 
 class _Ctx:
@@ -26,7 +26,7 @@ class _Ctx:
         if self._settings is None:
             self._settings = Settings.from_env()
             # The CLI logs like the services (JSON by default); its output for people is echoed.
-            from attachd.logs import configure
+            from core.logs import configure
 
             configure(self._settings.log_level, self._settings.log_format)
         return self._settings
@@ -43,7 +43,7 @@ class _Ctx:
         return ObjectStore.from_settings(s)
 
     def pipeline(self) -> Any:
-        from workers.celery_app import make_celery
+        from storage.broker import make_celery
         from workers.tasks import build_pipeline
 
         return build_pipeline(self.settings, make_celery(self.settings))
@@ -308,17 +308,17 @@ def rescan(ctx: _Ctx, since: int | None) -> None:
     click.echo(f"{total} file(s) queued for rescan", err=True)
 
 
-
 # --- the worker fleet -----------------------------------------------------------------------
 
 
 def _fleet(ctx: _Ctx, timeout: float) -> Any:
     from attachd.fleet import Fleet
-    from attachd.telemetry import Telemetry
-    from workers.celery_app import QUEUES, make_celery
+    from core.tasks import Queue
+    from storage.broker import make_celery
+    from storage.telemetry import Telemetry
 
     s = ctx.settings
-    return Fleet(make_celery(s), Telemetry.from_url(s.redis_url), QUEUES, timeout=timeout)
+    return Fleet(make_celery(s), Telemetry.from_url(s.redis_url), tuple(Queue), timeout=timeout)
 
 
 @cli.group()
@@ -340,8 +340,9 @@ def fleet_status(ctx: _Ctx, as_json: bool, timeout: float) -> None:
 
 @fleet.command("drain")
 @click.argument("worker")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait until the worker holds no task.")
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait until the worker holds no task."
+)
 @click.option("--timeout", default=1800.0, show_default=True, help="Longest wait, in seconds.")
 @click.option("--shutdown", is_flag=True, help="Then shut the worker down (warm).")
 @pass_ctx
@@ -350,8 +351,11 @@ def fleet_drain(ctx: _Ctx, worker: str, wait: bool, timeout: float, shutdown: bo
     fl = _fleet(ctx, 2.0)
 
     def progress(state: Any) -> None:
-        click.echo(f"{state.name}: {len(state.active)} running, {len(state.reserved)} reserved, "
-                   f"{len(state.scheduled)} scheduled", err=True)
+        click.echo(
+            f"{state.name}: {len(state.active)} running, {len(state.reserved)} reserved, "
+            f"{len(state.scheduled)} scheduled",
+            err=True,
+        )
 
     stopped, state = fl.drain(worker, wait=wait, timeout=timeout, progress=progress)
     click.echo(f"{worker} stopped consuming {', '.join(stopped) or 'nothing'}", err=True)
@@ -373,8 +377,12 @@ def fleet_resume(ctx: _Ctx, worker: str, queues: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--pool", "pool_name", default=None,
-              help="Run only this pool of ATTACHD_WORKER_POOLS (e.g. scan); default: all.")
+@click.option(
+    "--pool",
+    "pool_name",
+    default=None,
+    help="Run only this pool of ATTACHD_WORKER_POOLS (e.g. scan); default: all.",
+)
 @click.option("--name", default="", help="Added to node names, to run two nodes on one host.")
 @click.option("--hostname", default=None, help="Celery node name (with --pool only).")
 @pass_ctx
@@ -383,18 +391,20 @@ def worker(ctx: _Ctx, pool_name: str | None, name: str, hostname: str | None) ->
     import os
 
     from attachd.launch import check_pools, node_name, supervise, worker_argv
-    from attachd.logs import configure
-    from workers.celery_app import QUEUES
+    from core.logs import configure
+    from core.tasks import Queue
 
     s = ctx.settings
     configure(s.log_level, s.log_format)
     pools = s.pools()
-    check_pools(pools, QUEUES)
+    check_pools(pools, tuple(Queue))
     if pool_name is not None:
         chosen = [p for p in pools if p.name == pool_name]
         if not chosen:
-            raise click.UsageError(f"no pool {pool_name!r} in ATTACHD_WORKER_POOLS "
-                                   f"({', '.join(p.name for p in pools)})")
+            raise click.UsageError(
+                f"no pool {pool_name!r} in ATTACHD_WORKER_POOLS "
+                f"({', '.join(p.name for p in pools)})"
+            )
         argv = worker_argv(s, chosen[0], hostname or node_name(chosen[0], name))
         os.execv(argv[0], argv)  # noqa: S606 - argv from settings, no shell
     if hostname:
@@ -412,6 +422,7 @@ def flower(ctx: _Ctx) -> None:
 
     argv, env = flower_command(ctx.settings)
     os.execve(argv[0], argv, env)  # noqa: S606 - argv from settings, no shell
+
 
 if __name__ == "__main__":
     main()

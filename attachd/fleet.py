@@ -16,8 +16,8 @@ from typing import Any
 
 from celery import Celery
 
-from attachd.errors import NotFound
-from attachd.telemetry import QueueState, Telemetry
+from core.errors import NotFound
+from storage.telemetry import QueueState, Telemetry
 
 PIPELINE_TASKS = ("attachd.scan", "attachd.verify", "attachd.attach", "attachd.rescan_file")
 
@@ -34,8 +34,9 @@ class TaskRef:
     def of(cls, entry: dict[str, Any], eta: str | None = None) -> TaskRef:
         args = entry.get("args") or []
         upload = args[0] if entry.get("name") in PIPELINE_TASKS and args else None
-        return cls(entry.get("id", "?"), entry.get("name", "?"), upload,
-                   entry.get("time_start"), eta)
+        return cls(
+            entry.get("id", "?"), entry.get("name", "?"), upload, entry.get("time_start"), eta
+        )
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,15 @@ class FleetStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "workers": [
-                {**asdict(w), "held": w.held} for w in self.workers
-            ],
+            "workers": [{**asdict(w), "held": w.held} for w in self.workers],
             "queues": [asdict(q) for q in self.queues],
         }
 
 
 class Fleet:
-    def __init__(self, app: Celery, telemetry: Telemetry, queues: tuple[str, ...],
-                 timeout: float = 1.0) -> None:
+    def __init__(
+        self, app: Celery, telemetry: Telemetry, queues: tuple[str, ...], timeout: float = 1.0
+    ) -> None:
         self.app = app
         self.telemetry = telemetry
         self.queues = queues
@@ -102,8 +102,10 @@ class Fleet:
                     queues=sorted(q["name"] for q in queues.get(name) or []),
                     active=[TaskRef.of(t) for t in active.get(name) or []],
                     reserved=[TaskRef.of(t) for t in reserved.get(name) or []],
-                    scheduled=[TaskRef.of(s.get("request") or {}, s.get("eta"))
-                               for s in scheduled.get(name) or []],
+                    scheduled=[
+                        TaskRef.of(s.get("request") or {}, s.get("eta"))
+                        for s in scheduled.get(name) or []
+                    ],
                     processes=len(pool.get("processes") or []),
                     max_concurrency=pool.get("max-concurrency"),
                     pid=(stats.get(name) or {}).get("pid"),
@@ -135,8 +137,9 @@ class Fleet:
         state = self._one(worker)
         stopped = state.queues
         for queue in stopped:
-            self.app.control.cancel_consumer(queue, destination=[worker], reply=True,
-                                             timeout=self.timeout)
+            self.app.control.cancel_consumer(
+                queue, destination=[worker], reply=True, timeout=self.timeout
+            )
         deadline = time.monotonic() + timeout
         while True:
             state = self._one(worker)
@@ -156,8 +159,9 @@ class Fleet:
         if not queues:
             raise NotFound(f"no queues known for {worker!r}: name them with --queue")
         for queue in queues:
-            self.app.control.add_consumer(queue, destination=[worker], reply=True,
-                                          timeout=self.timeout)
+            self.app.control.add_consumer(
+                queue, destination=[worker], reply=True, timeout=self.timeout
+            )
         return queues
 
     def shutdown(self, worker: str) -> None:
@@ -181,12 +185,15 @@ def render(status: FleetStatus, now: float | None = None) -> str:
     if not status.workers:
         lines.append("no worker answered")
     else:
-        lines.append(f"{'WORKER':<36}{'QUEUES':<28}{'ACTIVE':>7}{'RESERVED':>9}"
-                     f"{'SCHEDULED':>10}{'PROCS':>6}")
+        lines.append(
+            f"{'WORKER':<36}{'QUEUES':<28}{'ACTIVE':>7}{'RESERVED':>9}{'SCHEDULED':>10}{'PROCS':>6}"
+        )
     for w in status.workers:
         queues = ",".join(w.queues) or "(draining)"
-        lines.append(f"{w.name:<36}{queues:<28}{len(w.active):>7}{len(w.reserved):>9}"
-                     f"{len(w.scheduled):>10}{w.processes:>6}")
+        lines.append(
+            f"{w.name:<36}{queues:<28}{len(w.active):>7}{len(w.reserved):>9}"
+            f"{len(w.scheduled):>10}{w.processes:>6}"
+        )
         for t in w.active:
             ran = _age(now - t.started) if t.started else "-"
             lines.append(f"    running {t.name} {t.id} upload={t.upload_id or '-'} for {ran}")

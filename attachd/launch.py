@@ -21,8 +21,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from attachd.errors import ConfigError
-from attachd.settings import Settings, WorkerPool
+from core.errors import ConfigError
+from core.settings import Settings, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,14 @@ def node_name(pool: WorkerPool, name: str = "") -> str:
 
 
 def worker_argv(settings: Settings, pool: WorkerPool, hostname: str) -> list[str]:
-    argv = [*CELERY, "worker", f"--loglevel={settings.log_level.upper()}",
-            "-Q", ",".join(pool.queues), f"--hostname={hostname}"]
+    argv = [
+        *CELERY,
+        "worker",
+        f"--loglevel={settings.log_level.upper()}",
+        "-Q",
+        ",".join(pool.queues),
+        f"--hostname={hostname}",
+    ]
     if pool.autoscaled:
         argv.append(f"--autoscale={pool.max_concurrency},{pool.min_concurrency}")
     else:
@@ -50,8 +56,9 @@ def check_pools(pools: Sequence[WorkerPool], known: Sequence[str]) -> None:
     for pool in pools:
         for queue in pool.queues:
             if queue not in known:
-                raise ConfigError(f"ATTACHD_WORKER_POOLS: unknown queue {queue!r} "
-                                  f"(queues: {', '.join(known)})")
+                raise ConfigError(
+                    f"ATTACHD_WORKER_POOLS: unknown queue {queue!r} (queues: {', '.join(known)})"
+                )
             if queue in seen:
                 raise ConfigError(f"ATTACHD_WORKER_POOLS: queue {queue!r} is in two pools")
             seen.add(queue)
@@ -109,8 +116,12 @@ def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
                 # A pool that ran a while before dying starts a fresh run of restarts.
                 restarts[name] = 0 if now - started[name] > 60 else restarts[name] + 1
                 pause = min(2 ** restarts[name], 30)
-                log.error("pool %s exited with %s; starting it again in %ss", name,
-                          child.returncode, pause)
+                log.error(
+                    "pool %s exited with %s; starting it again in %ss",
+                    name,
+                    child.returncode,
+                    pause,
+                )
                 due[name] = now + pause
             for name, when in list(due.items()):
                 if stopping:
@@ -149,11 +160,16 @@ def flower_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     if ":" in user or "," in user or "," in password:
         raise ConfigError("ATTACHD_FLOWER_USER/PASSWORD: no ':' in the user, no ',' in either")
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    argv = [*CELERY, "flower", f"--address={settings.flower_host}",
-            f"--port={settings.flower_port}", "--persistent=True",
-            f"--db={settings.var_dir / 'flower.db'}",
-            # Saved every minute, not only at a clean exit: a killed Flower keeps its history.
-            "--state_save_interval=60000"]
+    argv = [
+        *CELERY,
+        "flower",
+        f"--address={settings.flower_host}",
+        f"--port={settings.flower_port}",
+        "--persistent=True",
+        f"--db={settings.var_dir / 'flower.db'}",
+        # Saved every minute, not only at a clean exit: a killed Flower keeps its history.
+        "--state_save_interval=60000",
+    ]
     env = dict(os.environ)
     env.pop("FLOWER_BASIC_AUTH", None)
     if password:

@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 import requests
 from PIL import Image
 
-from attachd.settings import Settings
 from bench.stack import REPO, BenchStack, load_env
 from bench.target import Target
-from storage import schema
+from core.domain import ACTIVE, State
+from core.settings import Settings
+from storage.broker import make_celery
 from storage.objects import staging_key
-from workers.celery_app import make_celery
 from workers.tasks import build_pipeline
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -177,7 +177,7 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
         drain_start = time.monotonic()
         while True:
             counts = target.records.count_by_state()
-            active = sum(counts[s] for s in schema.ACTIVE_STATES)
+            active = sum(counts[s] for s in tuple(ACTIVE))
             if active == 0 or time.monotonic() - drain_start > drain_timeout:
                 break
             pipeline.reconcile()
@@ -194,14 +194,14 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
 def leftovers(target: Target, settings: Settings) -> dict[str, int]:
     """Objects without a record and records without their object, bucket by bucket."""
     records, objects = target.records, target.objects
-    uploads = [u for s in schema.STATES for u in records.uploads_in_state(s, limit=10**7)]
+    uploads = [u for s in tuple(State) for u in records.uploads_in_state(s, limit=10**7)]
     staged = {k for k, _ in objects.list_keys(settings.bucket_staging)}
     attached = {k for k, _ in objects.list_keys(settings.bucket_attachments)}
     quarantined = {k for k, _ in objects.list_keys(settings.bucket_quarantine)}
     want_staged = {u.staging_key for u in uploads if u.staging_key}
-    want_attached = {u.object_key for u in uploads if u.state == schema.ATTACHED}
+    want_attached = {u.object_key for u in uploads if u.state == State.ATTACHED}
     want_quarantined = {u.quarantine_key for u in uploads if u.quarantine_key}
-    served = {u.id for u in uploads if u.state == schema.ATTACHED}
+    served = {u.id for u in uploads if u.state == State.ATTACHED}
     return {
         "staged objects without an upload": len(staged - want_staged),
         "uploads whose staged object is missing": len(want_staged - staged),
@@ -209,7 +209,7 @@ def leftovers(target: Target, settings: Settings) -> dict[str, int]:
         "attached uploads without their object": len(want_attached - attached),
         "quarantined objects without a record": len(quarantined - want_quarantined),
         "infected uploads without quarantined evidence": len(want_quarantined - quarantined),
-        "uploads still in the pipeline": sum(1 for u in uploads if u.state in schema.ACTIVE_STATES),
+        "uploads still in the pipeline": sum(1 for u in uploads if u.state in tuple(ACTIVE)),
         "attached uploads in staging": sum(
             1 for u in uploads if u.id in served and staging_key(u.id) in staged
         ),

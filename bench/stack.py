@@ -18,8 +18,8 @@ from types import TracebackType
 import redis
 import requests
 
-from attachd.settings import Settings
 from bench.target import Target
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("redis", "minio", "clamd")
@@ -215,7 +215,7 @@ class BenchStack:
             time.sleep(0.2)
 
     def _wait_worker(self, proc: subprocess.Popen[bytes]) -> None:
-        from workers.celery_app import make_celery
+        from storage.broker import make_celery
 
         app = make_celery(self.settings)
         deadline = time.monotonic() + 60

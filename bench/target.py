@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from minio.deleteobjects import DeleteObject
 
-from attachd.clamd import ClamdClient
-from attachd.settings import Settings
+from core.clamd import ClamdClient
+from core.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 

@@ -1,7 +1,7 @@
 """gunicorn settings for the API, derived from attachd's settings (one place for configuration)."""
 
-from attachd.logs import gunicorn_config
-from attachd.settings import Settings
+from core.logs import gunicorn_config
+from core.settings import Settings
 
 _s = Settings.from_env()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from attachd.errors import BadRequest, RequestTimeout, UploadTooLarge
+from core.errors import BadRequest, RequestTimeout, UploadTooLarge
 
 # Blocks at least this large are hashed on a helper thread while the next one is read; smaller
 # ones (a whole small upload) are hashed in place, where a hand-over would cost more than it saves.

@@ -21,8 +21,8 @@ from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
-from attachd.errors import ObjectMissing, ServiceUnavailable
-from attachd.settings import Settings
+from core.errors import ObjectMissing, ServiceUnavailable
+from core.settings import Settings
 
 T = TypeVar("T")
 

@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from attachd.errors import Conflict, NotFound, ProfileExists, ServiceUnavailable, TenantExists
+from core.domain import ACTIVE, TERMINAL, State
+from core.errors import Conflict, NotFound, ProfileExists, ServiceUnavailable, TenantExists
 from storage import schema
 from storage.schema import attachments, profiles, tenants, uploads
 
@@ -408,7 +409,7 @@ class RecordStore:
                     values = {
                         "id": upload_id,
                         "attachment_id": attachment.id,
-                        "state": schema.STAGED,
+                        "state": State.STAGED,
                         "original_name": original_name,
                         "md5": md5,
                         "sha256": sha256,
@@ -448,7 +449,7 @@ class RecordStore:
         now = utcnow()
         # Moving on is progress: the reconciler's count of re-sends starts again.
         extra = {"attempts": 0, "resend_after": None, **values}
-        if new_state in schema.TERMINAL_STATES:
+        if new_state in tuple(TERMINAL):
             extra.setdefault("finished_at", now)
         with self.transaction() as conn:
             result = conn.execute(
@@ -489,11 +490,11 @@ class RecordStore:
                 update(uploads)
                 .where(
                     uploads.c.id == upload_id,
-                    uploads.c.state == schema.VERIFYING,
+                    uploads.c.state == State.VERIFYING,
                     uploads.c.verified_at.is_not(None),
                 )
                 .values(
-                    state=schema.ATTACHED,
+                    state=State.ATTACHED,
                     object_key=object_key,
                     staging_key=None,
                     updated_at=now,
@@ -525,7 +526,7 @@ class RecordStore:
         """An attached version that is no longer current is not served: it becomes history
         (`superseded`) and loses its object key; the caller deletes the object."""
         return self.transition(
-            upload_id, schema.ATTACHED, schema.SUPERSEDED, reason=reason, object_key=None
+            upload_id, State.ATTACHED, State.SUPERSEDED, reason=reason, object_key=None
         )
 
     def detach_infected(self, upload_id: str, **values: Any) -> bool:
@@ -534,9 +535,9 @@ class RecordStore:
         with self.transaction() as conn:
             changed = conn.execute(
                 update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.state == schema.ATTACHED)
+                .where(uploads.c.id == upload_id, uploads.c.state == State.ATTACHED)
                 .values(
-                    state=schema.INFECTED,
+                    state=State.INFECTED,
                     object_key=None,
                     updated_at=now,
                     finished_at=now,
@@ -568,7 +569,7 @@ class RecordStore:
             rows = conn.execute(
                 select(uploads)
                 .where(
-                    uploads.c.state == schema.ATTACHED,
+                    uploads.c.state == State.ATTACHED,
                     or_(uploads.c.signature_version.is_(None), uploads.c.signature_version < below),
                     or_(
                         uploads.c.rescan_queued_version.is_(None),
@@ -660,7 +661,7 @@ class RecordStore:
             rows = conn.execute(
                 select(uploads)
                 .where(
-                    uploads.c.state.in_(schema.ACTIVE_STATES),
+                    uploads.c.state.in_(tuple(ACTIVE)),
                     uploads.c.updated_at < older_than,
                     or_(uploads.c.resend_after.is_(None), uploads.c.resend_after < now),
                 )
@@ -681,7 +682,7 @@ class RecordStore:
             rows = conn.execute(
                 select(uploads.c.state, func.count()).group_by(uploads.c.state)
             ).all()
-        counts = dict.fromkeys(schema.STATES, 0)
+        counts = dict.fromkeys(tuple(State), 0)
         counts.update({state: n for state, n in rows})
         return counts
 

@@ -89,7 +89,7 @@ uploads = Table(
         ForeignKey("attachments.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Column("state", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # core.domain.State
     Column("reason", Text, nullable=True),
     Column("original_name", String(1024), nullable=False),
     Column("md5", String(32), nullable=False),
@@ -118,16 +118,3 @@ uploads = Table(
     Index("ix_uploads_attachment", "attachment_id"),
     Index("ix_uploads_state_sigver", "state", "signature_version"),
 )
-
-STAGED = "staged"
-SCANNING = "scanning"
-VERIFYING = "verifying"
-ATTACHED = "attached"
-INFECTED = "infected"
-REJECTED = "rejected"
-FAILED = "failed"
-# An attached version replaced by a newer one: kept as history, no longer served, object deleted.
-SUPERSEDED = "superseded"
-ACTIVE_STATES = (STAGED, SCANNING, VERIFYING)
-TERMINAL_STATES = (ATTACHED, INFECTED, REJECTED, FAILED, SUPERSEDED)
-STATES = ACTIVE_STATES + TERMINAL_STATES

@@ -9,11 +9,11 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from storage import schema
+from core.domain import ACTIVE, TERMINAL, State
 from storage.records import RecordStore, as_utc
 from storage.schema import uploads
 
-PROBLEM_STATES = (schema.FAILED, schema.REJECTED, schema.INFECTED)
+PROBLEM_STATES = (State.FAILED, State.REJECTED, State.INFECTED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class StoreStats:
         with self.records.transaction() as conn:
             rows = conn.execute(
                 select(uploads.c.state, func.min(uploads.c.updated_at))
-                .where(uploads.c.state.in_(schema.ACTIVE_STATES))
+                .where(uploads.c.state.in_(tuple(ACTIVE)))
                 .group_by(uploads.c.state)
             ).all()
         return {state: moved for state, value in rows if (moved := as_utc(value)) is not None}
@@ -62,7 +62,7 @@ class StoreStats:
             rows = conn.execute(
                 select(uploads.c.id, uploads.c.state, uploads.c.created_at, uploads.c.finished_at)
                 .where(
-                    uploads.c.state.in_(schema.TERMINAL_STATES),
+                    uploads.c.state.in_(tuple(TERMINAL)),
                     uploads.c.updated_at >= since,
                     uploads.c.finished_at >= since,
                 )

@@ -1,8 +1,8 @@
 """Worker entrypoint: `celery -A workers.app worker`. Settings are read here, once."""
 
-from attachd.logs import configure as configure_logging
-from attachd.settings import Settings
-from workers.celery_app import make_celery
+from core.logs import configure as configure_logging
+from core.settings import Settings
+from storage.broker import make_celery
 from workers.signals import install as install_signals
 from workers.tasks import register
 

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from attachd.clamd import ClamdClient, EngineVersion
-from attachd.errors import ObjectMissing, ScanLimitExceeded
-from storage import schema
+from core.clamd import ClamdClient, EngineVersion
+from core.domain import ACTIVE, State
+from core.errors import ObjectMissing, ScanLimitExceeded
+from core.tasks import TaskName
 from storage.objects import ObjectStore, attachment_key
 from storage.records import RecordStore, Upload, utcnow
 from workers import typecheck
-from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ class Pipeline:
     def scan(self, upload_id: str) -> str | None:
         """Stream the staged object through clamd. Returns the state it leaves the upload in."""
         up = self.records.get_upload(upload_id)
-        if up is None or up.state not in (schema.STAGED, schema.SCANNING):
+        if up is None or up.state not in (State.STAGED, State.SCANNING):
             return up.state if up else None
-        if up.state == schema.STAGED:
-            self.records.transition(upload_id, schema.STAGED, schema.SCANNING)
+        if up.state == State.STAGED:
+            self.records.transition(upload_id, State.STAGED, State.SCANNING)
         assert up.staging_key is not None
         try:
             result = self.scanner.instream(
@@ -69,7 +69,7 @@ class Pipeline:
             return self._fail(up, "the staged file is missing from object storage")
         except ScanLimitExceeded as exc:
             # Over clamd's limits: it was not scanned whole, so it can never count as clean.
-            return self._refuse(up, schema.SCANNING, f"too large to scan ({exc})")
+            return self._refuse(up, State.SCANNING, f"too large to scan ({exc})")
         # ServiceUnavailable and ScanError propagate: the task retries them with backoff.
         now = self.clock()
         if result.infected:
@@ -78,8 +78,8 @@ class Pipeline:
             )
             if self.records.transition(
                 upload_id,
-                schema.SCANNING,
-                schema.INFECTED,
+                State.SCANNING,
+                State.INFECTED,
                 reason=f"infected: {result.signature}",
                 signature=result.signature,
                 engine_version=result.engine_version,
@@ -90,23 +90,23 @@ class Pipeline:
             ):
                 log.warning("upload %s infected: %s", upload_id, result.signature)
             self.objects.delete(self.buckets.staging, up.staging_key)
-            return schema.INFECTED
+            return State.INFECTED
         if self.records.transition(
             upload_id,
-            schema.SCANNING,
-            schema.VERIFYING,
+            State.SCANNING,
+            State.VERIFYING,
             engine_version=result.engine_version,
             signature_version=EngineVersion.parse(result.engine_version).signatures,
             scanned_at=now,
         ):
-            self.send(VERIFY, upload_id)
-        return schema.VERIFYING
+            self.send(TaskName.VERIFY, upload_id)
+        return State.VERIFYING
 
     # --- verify -------------------------------------------------------------------------------
 
     def verify(self, upload_id: str) -> str | None:
         up = self.records.get_upload(upload_id)
-        if up is None or up.state != schema.VERIFYING:
+        if up is None or up.state != State.VERIFYING:
             return up.state if up else None
         if up.verified_at is None:
             assert up.staging_key is not None
@@ -125,26 +125,26 @@ class Pipeline:
             if not verdict.ok:
                 return self._refuse(
                     up,
-                    schema.VERIFYING,
+                    State.VERIFYING,
                     verdict.reason or "content check failed",
                     detected_type=verdict.detected_type,
                 )
             if not self.records.update_upload(
                 upload_id,
-                schema.VERIFYING,
+                State.VERIFYING,
                 verified_at=self.clock(),
                 detected_type=verdict.detected_type,
             ):
                 current = self.records.get_upload(upload_id)
                 return current.state if current else None
-        self.send(ATTACH, upload_id)
-        return schema.VERIFYING
+        self.send(TaskName.ATTACH, upload_id)
+        return State.VERIFYING
 
     # --- attach -------------------------------------------------------------------------------
 
     def attach(self, upload_id: str) -> str | None:
         up = self.records.get_upload(upload_id)
-        if up is None or up.state != schema.VERIFYING or up.verified_at is None:
+        if up is None or up.state != State.VERIFYING or up.verified_at is None:
             return up.state if up else None
         owner = self.records.owner_of(up.attachment_id)
         assert up.staging_key is not None
@@ -169,14 +169,14 @@ class Pipeline:
             # A newer upload of the same name was attached first: this one is history already.
             self.records.supersede(upload_id, "a newer upload of this name was attached first")
             self.objects.delete(self.buckets.attachments, key)
-            return schema.SUPERSEDED
+            return State.SUPERSEDED
         old = outcome.replaced
         if old is not None and old.id != upload_id:
             self.records.supersede(old.id, f"replaced by upload {upload_id}")
             if old.object_key:
                 self.objects.delete(self.buckets.attachments, old.object_key)
         log.info("upload %s attached as %s", upload_id, key)
-        return schema.ATTACHED
+        return State.ATTACHED
 
     def _quarantine(
         self, bucket: str, key: str, upload_id: str, signature: str | None, when: datetime
@@ -215,13 +215,13 @@ class Pipeline:
         batch = self.records.rescan_candidates(below, limit)
         self.records.mark_rescan_queued([u.id for u in batch], below)
         for up in batch:
-            self.send(RESCAN_FILE, up.id)
+            self.send(TaskName.RESCAN_FILE, up.id)
         return len(batch)
 
     def rescan_file(self, upload_id: str) -> str | None:
         """Scan an attached file again. A new detection quarantines it and stops serving it."""
         up = self.records.get_upload(upload_id)
-        if up is None or up.state != schema.ATTACHED or up.object_key is None:
+        if up is None or up.state != State.ATTACHED or up.object_key is None:
             return up.state if up else None
         try:
             result = self.scanner.instream(
@@ -231,18 +231,18 @@ class Pipeline:
             return self._fail_attached(up, "the attached file is missing from object storage")
         except ScanLimitExceeded as exc:
             # Under today's limits it cannot be scanned whole: it is no longer known to be clean.
-            return self._fail_attached(up, f"too large to rescan ({exc})", state=schema.REJECTED)
+            return self._fail_attached(up, f"too large to rescan ({exc})", state=State.REJECTED)
         now = self.clock()
         version = EngineVersion.parse(result.engine_version).signatures
         if not result.infected:
             self.records.update_upload(
                 upload_id,
-                schema.ATTACHED,
+                State.ATTACHED,
                 engine_version=result.engine_version,
                 signature_version=version,
                 scanned_at=now,
             )
-            return schema.ATTACHED
+            return State.ATTACHED
         qkey = self._quarantine(
             self.buckets.attachments, up.object_key, up.id, result.signature, now
         )
@@ -257,11 +257,11 @@ class Pipeline:
         ):
             log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
         self.objects.delete(self.buckets.attachments, up.object_key)
-        return schema.INFECTED
+        return State.INFECTED
 
-    def _fail_attached(self, up: Upload, reason: str, state: str = schema.FAILED) -> str:
+    def _fail_attached(self, up: Upload, reason: str, state: str = State.FAILED) -> str:
         # Leaving `attached` always means: no longer served.
-        self.records.transition(up.id, schema.ATTACHED, state, reason=reason)
+        self.records.transition(up.id, State.ATTACHED, state, reason=reason)
         attachment = self.records.get_attachment(up.attachment_id)
         if attachment and attachment.current_upload_id == up.id:
             self.records.clear_current(up.attachment_id, up.id)
@@ -277,39 +277,39 @@ class Pipeline:
 
     def _fail(self, up: Upload, reason: str) -> str:
         # The staged object is kept: an operator's retry starts again from it.
-        self.records.transition(up.id, schema.ACTIVE_STATES, schema.FAILED, reason=reason)
+        self.records.transition(up.id, tuple(ACTIVE), State.FAILED, reason=reason)
         log.error("upload %s failed: %s", up.id, reason)
-        return schema.FAILED
+        return State.FAILED
 
     def _refuse(self, up: Upload, expected: str, reason: str, **values: object) -> str:
         if self.records.transition(
-            up.id, expected, schema.REJECTED, reason=reason, staging_key=None, **values
+            up.id, expected, State.REJECTED, reason=reason, staging_key=None, **values
         ):
             log.warning("upload %s rejected: %s", up.id, reason)
         if up.staging_key:
             self.objects.delete(self.buckets.staging, up.staging_key)
-        return schema.REJECTED
+        return State.REJECTED
 
     # --- retry and reconcile ------------------------------------------------------------------
 
     def retry(self, upload_id: str) -> bool:
         """Operator retry of a failed upload: back to `staged` and re-sent, if its file is there."""
         up = self.records.get_upload(upload_id)
-        if up is None or up.state != schema.FAILED or not up.staging_key:
+        if up is None or up.state != State.FAILED or not up.staging_key:
             return False
         if not self.objects.exists(self.buckets.staging, up.staging_key):
             return False
         if self.records.transition(
             upload_id,
-            schema.FAILED,
-            schema.STAGED,
+            State.FAILED,
+            State.STAGED,
             reason=None,
             finished_at=None,
             scanned_at=None,
             verified_at=None,
             attempts=0,
         ):
-            self.send(SCAN, upload_id)
+            self.send(TaskName.SCAN, upload_id)
             return True
         return False
 
@@ -355,9 +355,9 @@ class Pipeline:
 
 
 def _next_step(up: Upload) -> str:
-    if up.state in (schema.STAGED, schema.SCANNING):
-        return SCAN
-    return ATTACH if up.verified_at is not None else VERIFY
+    if up.state in (State.STAGED, State.SCANNING):
+        return TaskName.SCAN
+    return TaskName.ATTACH if up.verified_at is not None else TaskName.VERIFY
 
 
 def _tag(value: str) -> str:

@@ -7,7 +7,7 @@ never allowed to fail a task.
   follows an upload from its HTTP request through every task.
 - Around each task the request, upload and task ids are bound into the log context.
 - A pipeline task's effect is read from the store before and after it runs, and counted in
-  Redis (attachd/telemetry.py): a state change, a scan outcome, a rejection's reason class,
+  Redis (storage/telemetry.py): a state change, a scan outcome, a rejection's reason class,
   the time an upload took to reach its end.
 - Each worker writes a heartbeat with the queues it consumes (the dashboard's worker list).
 """
@@ -24,7 +24,6 @@ from typing import Any
 
 from celery import Celery, Task, bootsteps
 from celery.signals import (
-    before_task_publish,
     setup_logging,
     task_failure,
     task_postrun,
@@ -32,22 +31,21 @@ from celery.signals import (
     task_retry,
 )
 
-from attachd import logs
-from attachd.errors import AttachdError
-from attachd.settings import Settings
-from attachd.telemetry import (
+from core import logs
+from core.errors import AttachdError
+from core.settings import Settings
+from core.tasks import TaskName
+from storage.telemetry import (
     PRESENCE_INTERVAL,
     REQUEST_ID_HEADER,
-    SENT_AT_HEADER,
     Presence,
     Telemetry,
 )
-from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
 
 log = logging.getLogger(__name__)
 
 # Tasks whose first argument is an upload id.
-PIPELINE = (SCAN, VERIFY, ATTACH, RESCAN_FILE)
+PIPELINE = (TaskName.SCAN, TaskName.VERIFY, TaskName.ATTACH, TaskName.RESCAN_FILE)
 _TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
 # What the scan step's resulting state says about the scan itself.
 _SCAN_OUTCOME = {
@@ -56,21 +54,6 @@ _SCAN_OUTCOME = {
     "rejected": "over_limit",
     "failed": "error",
 }
-
-
-def stamp_messages() -> None:
-    """Connect the publish-time stamp. Called by make_celery, so every process that sends
-    tasks (API, worker, CLI) stamps them."""
-    before_task_publish.connect(_stamp, weak=False, dispatch_uid="attachd.stamp")
-
-
-def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    if headers is None:
-        return
-    headers[SENT_AT_HEADER] = time.time()
-    request_id = logs.current().get("request_id")
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
 
 
 def short_name(task_name: str) -> str:
@@ -164,7 +147,7 @@ def install(app: Celery, settings: Settings) -> None:
 
         def count() -> None:
             obs.telemetry.incr("task_retries", short_name(name))
-            if name == SCAN:
+            if name == TaskName.SCAN:
                 obs.telemetry.incr("scan_outcomes", "error")
 
         obs.quietly("retry", count)
@@ -184,14 +167,14 @@ def _count(obs: _Observer, task_name: str, upload_id: str, before: str | None, a
         return
     tele = obs.telemetry
     tele.incr("upload_transitions", before, after)
-    if task_name == SCAN and after in _SCAN_OUTCOME:
+    if task_name == TaskName.SCAN and after in _SCAN_OUTCOME:
         tele.incr("scan_outcomes", _SCAN_OUTCOME[after])
     if after == "rejected" or after in _TERMINAL:
         up = obs.state_of(upload_id)
         if up is None:
             return
-        if task_name == VERIFY and after == "rejected":
-            from attachd.ops import reason_class
+        if task_name == TaskName.VERIFY and after == "rejected":
+            from api.overview import reason_class
 
             tele.incr("typecheck_rejections", "verify", reason_class(up.reason))
         if up.finished_at is not None:

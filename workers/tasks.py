@@ -12,12 +12,12 @@ from typing import Any
 
 from celery import Celery, Task
 
-from attachd.clamd import ClamdClient
-from attachd.errors import ScanError, ServiceUnavailable
-from attachd.settings import Settings
+from core.clamd import ClamdClient
+from core.errors import ScanError, ServiceUnavailable
+from core.settings import Settings
+from core.tasks import ROUTES, TaskName
 from storage.objects import ObjectStore
 from storage.records import RecordStore
-from workers.celery_app import ATTACH, RECONCILE, RESCAN, RESCAN_FILE, ROUTES, SCAN, VERIFY
 from workers.pipeline import Limits, Pipeline
 
 log = logging.getLogger(__name__)
@@ -69,30 +69,32 @@ def register(app: Celery, settings: Settings) -> None:
 
     options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
 
-    @app.task(name=SCAN, **options)
+    @app.task(name=TaskName.SCAN, **options)
     def scan(self: Task, upload_id: str) -> Any:
         return run_step(self, "scan", upload_id)
 
-    @app.task(name=VERIFY, **options)
+    @app.task(name=TaskName.VERIFY, **options)
     def verify(self: Task, upload_id: str) -> Any:
         return run_step(self, "verify", upload_id)
 
-    @app.task(name=ATTACH, **options)
+    @app.task(name=TaskName.ATTACH, **options)
     def attach(self: Task, upload_id: str) -> Any:
         return run_step(self, "attach", upload_id)
 
     # Throttled: a new signature version must not turn into a scan storm on the fleet.
-    @app.task(name=RESCAN_FILE, rate_limit=settings.rescan_rate_limit, **options)
+    @app.task(name=TaskName.RESCAN_FILE, rate_limit=settings.rescan_rate_limit, **options)
     def rescan_file(self: Task, upload_id: str) -> Any:
         return run_step(self, "rescan_file", upload_id)
 
-    @app.task(name=RECONCILE, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
+    @app.task(
+        name=TaskName.RECONCILE, bind=True, acks_late=True, time_limit=600, soft_time_limit=540
+    )
     def reconcile(self: Task) -> Any:
         result = pipeline().reconcile()
         log.info("reconcile: %s", result)
         return result
 
-    @app.task(name=RESCAN, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
+    @app.task(name=TaskName.RESCAN, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
     def rescan(self: Task, since: int | None = None) -> Any:
         try:
             queued = pipeline().rescan(since=since, limit=settings.rescan_batch)

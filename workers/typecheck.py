@@ -31,7 +31,7 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from defusedxml.ElementTree import DefusedXMLParser
 from PIL import Image
 
-from attachd import filetypes
+from core import filetypes
 
 HEAD_BYTES = 1 << 20  # what libmagic looks at
 SCAN_BYTES = 64 * 1024

@@ -14,8 +14,8 @@ from falcon.uri import encode_value
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID, attachment_json
 from api.uploads import TOKEN_FIELD, UploadReceiver, check_object_id, open_form
-from attachd.errors import AttachdError, NotFound
-from attachd.settings import Settings
+from core.errors import AttachdError, NotFound
+from core.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import Attachment, Profile, RecordStore, Upload
 

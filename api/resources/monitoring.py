@@ -6,20 +6,13 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 
 import falcon
 
-from attachd.errors import AttachdError
+from core import package_version
+from core.errors import AttachdError
 
 Check = Callable[[], None]
-
-
-def package_version() -> str:
-    try:
-        return version("attachd")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class StatusResource:

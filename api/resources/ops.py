@@ -1,6 +1,6 @@
 """Operator routes: the dashboard (HTML, refreshing itself), its data as JSON, and the Prometheus
 metrics. All of it is read from the record store, the broker and clamd at request time
-(attachd/ops.py), so it is the same from every API process and survives restarts."""
+(api/overview.py), so it is the same from every API process and survives restarts."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import falcon
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from api import overview as ops
+from api.metrics import registry
 from api.operator import OperatorAuth
-from attachd import ops
-from attachd.clamd import ClamdClient
-from attachd.errors import AttachdError
-from attachd.metrics import registry
-from attachd.ops import OpsSources
-from attachd.settings import Settings
-from attachd.telemetry import Telemetry
+from api.overview import OpsSources
+from core.clamd import ClamdClient
+from core.errors import AttachdError
+from core.settings import Settings
 from storage.records import RecordStore
 from storage.stats import StoreStats
+from storage.telemetry import Telemetry
 
 REFRESH_SECONDS = 10
 
@@ -64,8 +64,10 @@ class DashboardResource:
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["no-store"]
         # Inline styles only: no script, no frame, nothing fetched from elsewhere.
-        resp.set_header("Content-Security-Policy",
-                        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+        resp.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        )
         resp.text = self.template.render(
             s=data, refresh=REFRESH_SECONDS, peak=max(peak, 1), peak_label=peak
         )
@@ -127,13 +129,13 @@ class IntakeRejections:
 def add_routes(app: falcon.App, settings: Settings, records: RecordStore) -> None:
     """The operator routes and the request-context middleware, on an app built by create_app."""
     from api.context import RequestContext
-    from workers.celery_app import QUEUES
+    from core.tasks import Queue
 
     sources = OpsSources(
         stats=StoreStats(records),
         telemetry=Telemetry.from_url(settings.redis_url),
         clamd=ClamdClient(settings.clamd_host, settings.clamd_port, timeout=2),
-        queues=QUEUES,
+        queues=tuple(Queue),
     )
     auth = OperatorAuth.from_settings(settings)
     app.add_middleware(RequestContext())

@@ -14,7 +14,7 @@ from api.auth import Authorizer
 from api.crafter import profile_json
 from api.errors import ParamDeserializationError
 from api.uploads import check_object_id
-from attachd.errors import BadRequest, InvalidEmail, NoSuchTenant
+from core.errors import BadRequest, InvalidEmail, NoSuchTenant
 from storage.records import RecordStore
 
 from .attachments import token_param

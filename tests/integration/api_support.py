@@ -24,10 +24,10 @@ import requests
 from falcon import testing
 
 from api.app import Services, build_services, create_app
-from attachd import filetypes
-from attachd.settings import Settings
 from bench.soak import leftovers
 from bench.target import Target
+from core import filetypes
+from core.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import RecordStore, Upload
 from tests.conftest import _free_port, png_bytes

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from attachd.settings import Settings
+from core.settings import Settings
 from storage.migrate import upgrade
 from storage.records import RecordStore
 from tests.conftest import REPO

@@ -23,7 +23,7 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from attachd.settings import Settings
+from core.settings import Settings
 from storage.migrate import upgrade
 from storage.objects import ObjectStore
 from storage.records import RecordStore
@@ -47,9 +47,21 @@ def start_redis(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     assert server, "redis-server is not installed (deploy/scripts/ensure-deps.sh installs it)"
     port = _free_port()
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
@@ -124,26 +136,50 @@ class OpsStack:
 
     # --- processes ----------------------------------------------------------------------------
 
-    def _spawn(self, argv: list[str], log: Path, env: dict[str, str] | None = None
-               ) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(log, "ab") as handle:
-            return subprocess.Popen(argv, cwd=REPO, env=env or self.env, stdout=handle,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env or self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start_api(self) -> None:
         log = self.workdir / "api.log"
-        self.api = self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-                                "api.wsgi:app"], log)
+        self.api = self._spawn(
+            [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"], log
+        )
         wait_for_api(self.api, self.base_url, log)
 
-    def start_worker(self, name: str, queues: str = "scan,verify,attach,maintenance",
-                     concurrency: int = 2, env: dict[str, str] | None = None) -> str:
+    def start_worker(
+        self,
+        name: str,
+        queues: str = "scan,verify,attach,maintenance",
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> str:
         """A Celery worker with a node name of its own; returns the node name."""
         node = f"{name}-{secrets.token_hex(3)}@{os.uname().nodename}"
         log = self.log_of(node)
         proc = self._spawn(
-            [str(BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues,
-             f"--concurrency={concurrency}", f"--hostname={node}"], log, env)
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers.app",
+                "worker",
+                "-Q",
+                queues,
+                f"--concurrency={concurrency}",
+                f"--hostname={node}",
+            ],
+            log,
+            env,
+        )
         self.workers[node] = proc
         wait_for_worker(proc, log)
         return node
@@ -165,8 +201,14 @@ class OpsStack:
         return proc.returncode
 
     def attachd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(BIN / "attachd"), *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(BIN / "attachd"), *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"attachd {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done
@@ -215,8 +257,9 @@ class OpsStack:
         return wait_for_upload(self.records, upload_id, states, timeout, str(self.workdir))
 
 
-def metric(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-           **labels: str) -> float:
+def metric(
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 

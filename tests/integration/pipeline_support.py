@@ -21,8 +21,10 @@ from pathlib import Path
 
 import redis
 
-from attachd.clamd import ClamdClient
-from attachd.settings import Settings
+from core.clamd import ClamdClient
+from core.settings import Settings
+from core.tasks import ROUTES, TaskName
+from storage.broker import make_celery
 from storage.migrate import upgrade
 from storage.objects import ObjectStore, staging_key
 from storage.records import RecordStore
@@ -33,7 +35,6 @@ from tests.integration.conftest import (
     wait_for_upload,
     wait_for_worker,
 )
-from workers.celery_app import ROUTES, SCAN, make_celery
 from workers.tasks import build_pipeline
 
 SERVICES = REPO / "deploy" / "scripts" / "services.sh"
@@ -263,7 +264,7 @@ class PrivateStack:
             sniffed_type=None,
             staging_key=key,
         )
-        self.send(SCAN, upload_id)
+        self.send(TaskName.SCAN, upload_id)
         return upload_id
 
     def send(self, task: str, upload_id: str) -> None:

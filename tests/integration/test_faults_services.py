@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from attachd.settings import Settings
+from core.settings import Settings
 from storage.records import Upload
 from storage.schema import STATES
 from tests.conftest import png_bytes

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from attachd.errors import ObjectMissing, UploadTooLarge
-from attachd.settings import Settings
+from core.errors import ObjectMissing, UploadTooLarge
+from core.settings import Settings
 from storage.objects import ObjectStore
 
 pytestmark = pytest.mark.integration

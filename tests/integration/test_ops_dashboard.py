@@ -13,31 +13,42 @@ from pathlib import Path
 import pytest
 import requests
 
-from attachd.settings import Settings
-from attachd.telemetry import Telemetry
+from core.settings import Settings
+from storage.telemetry import Telemetry
 from tests.conftest import png_bytes, png_with_chunk
 from tests.integration.ops_support import OPS_PASSWORD, OpsStack
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.fail("chromium is not installed: `make test` installs it "
-                    "(deploy/scripts/ensure-deps.sh, ATTACHD_TEST_DEPS=1)", pytrace=False)
+        pytest.fail(
+            "chromium is not installed: `make test` installs it "
+            "(deploy/scripts/ensure-deps.sh, ATTACHD_TEST_DEPS=1)",
+            pytrace=False,
+        )
     return found
 
 
 def browse(url: str, profile: Path, *extra: str) -> str:
     done = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -108,8 +119,12 @@ def test_the_dashboard_shows_what_the_store_and_broker_hold(
     assert counts["attached"] == 3 and counts["infected"] == 1 and counts["staged"] == 2
     for state, n in counts.items():
         assert shown[f"state:{state}"].strip() == str(n), (state, shown)
-    queues = {q.name: q for q in Telemetry.from_url(ops.settings.redis_url).queues(
-        ("scan", "verify", "attach", "maintenance"))}
+    queues = {
+        q.name: q
+        for q in Telemetry.from_url(ops.settings.redis_url).queues(
+            ("scan", "verify", "attach", "maintenance")
+        )
+    }
     for name, q in queues.items():
         assert shown[f"queue:{name}:depth"].strip() == str(q.depth)
     assert shown["queue:scan:depth"].strip() == "2"
@@ -125,8 +140,12 @@ def test_the_dashboard_shows_what_the_store_and_broker_hold(
 
     # And the page draws: a screenshot of it is a real image of a real size.
     shot = tmp_path / "dashboard.png"
-    browse(url + "/ops/dashboard", tmp_path / "profile2", f"--screenshot={shot}",
-           "--window-size=1400,1200")
+    browse(
+        url + "/ops/dashboard",
+        tmp_path / "profile2",
+        f"--screenshot={shot}",
+        "--window-size=1400,1200",
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from attachd.settings import Settings
+from core.settings import Settings
 from tests.conftest import _free_port, png_bytes
 from tests.integration.ops_support import OpsStack, metric
 
@@ -93,7 +93,11 @@ def test_a_drained_worker_takes_nothing_new_and_loses_nothing(ops: OpsStack) -> 
         # Resume puts it back to work on the queues it started with.
         ops.attachd("fleet", "resume", first)
         assert worker_entry(fleet_status(ops), first)["queues"] == [
-            "attach", "maintenance", "scan", "verify"]
+            "attach",
+            "maintenance",
+            "scan",
+            "verify",
+        ]
     finally:
         assert ops.stop_worker(first) == 0
         if second is not None:
@@ -170,14 +174,21 @@ def test_attachd_worker_runs_a_pool_per_queue_group_and_stops_them_warm(ops: Ops
     name = "pools" + str(int(time.time()))
     log = ops.workdir / "pools.log"
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([str(ops_bin() / "attachd"), "worker", "--name", name],
-                                env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(ops_bin() / "attachd"), "worker", "--name", name],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
-            mine = {w["name"].split("@")[0]: w for w in fleet_status(ops)["workers"]
-                    if f".{name}@" in w["name"]}
+            mine = {
+                w["name"].split("@")[0]: w
+                for w in fleet_status(ops)["workers"]
+                if f".{name}@" in w["name"]
+            }
             if len(mine) == 3:
                 break
             assert proc.poll() is None, log.read_text()[-3000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from attachd.settings import Settings
+from core.settings import Settings
 from tests.conftest import REPO, _free_port
 from tests.integration.conftest import settings_env
 
@@ -22,14 +22,24 @@ pytestmark = pytest.mark.integration
 def test_flower_answers_only_with_the_configured_credentials(
     settings: Settings, tmp_path: Path
 ) -> None:
-    s = replace(settings, var_dir=tmp_path, flower_port=_free_port(), flower_user="fl",
-                flower_password="fl-secret")
+    s = replace(
+        settings,
+        var_dir=tmp_path,
+        flower_port=_free_port(),
+        flower_user="fl",
+        flower_password="fl-secret",
+    )
     env = settings_env(s)
     log = tmp_path / "flower.log"
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "attachd"), "flower"],
-                                cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "attachd"), "flower"],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{s.flower_port}"
     try:
         deadline = time.monotonic() + 30
@@ -55,9 +65,22 @@ def test_flower_answers_only_with_the_configured_credentials(
 def test_flower_refuses_an_open_network_address_without_a_password(
     settings: Settings, tmp_path: Path
 ) -> None:
-    env = settings_env(replace(settings, var_dir=tmp_path, flower_host="0.0.0.0",  # noqa: S104 - refused, never bound
-                               flower_user="", flower_password=""))
-    done = subprocess.run([str(Path(sys.executable).parent / "attachd"), "flower"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    env = settings_env(
+        replace(
+            settings,
+            var_dir=tmp_path,
+            flower_host="0.0.0.0",  # noqa: S104 - refused, never bound
+            flower_user="",
+            flower_password="",
+        )
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "attachd"), "flower"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "ATTACHD_FLOWER_PASSWORD" in done.stderr

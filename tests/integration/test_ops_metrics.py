@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from attachd.clamd import ClamdClient, EngineVersion
-from attachd.settings import Settings
+from core.clamd import ClamdClient, EngineVersion
+from core.settings import Settings
 from tests.conftest import png_bytes, png_with_chunk
 from tests.integration.ops_support import METRICS_TOKEN, OpsStack, json_lines, metric
 
@@ -54,7 +54,9 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
             assert ops.wait(ops.upload_id(name)) == "attached"
         assert ops.upload("bad.png", png_with_chunk(eicar)).status_code == 200
         assert ops.upload("poly.png", png_bytes() + b"<script>alert(1)</script>").status_code in (
-            200, 415)
+            200,
+            415,
+        )
         assert ops.upload("notes.txt", b"hello").status_code == 415
         assert ops.wait(ops.upload_id("bad.png")) == "infected"
         poly = ops.records.find_attachment(ops.profile_id, "poly")
@@ -75,20 +77,27 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
     assert metric(m, "attachd_queue_consumers", queue="scan") == 1
     assert metric(m, "attachd_scan_outcomes_total", outcome="clean") >= 3
     assert metric(m, "attachd_scan_outcomes_total", outcome="infected") == 1
-    assert metric(m, "attachd_upload_transitions_total", **{"from": "verifying", "to": "attached"}
-                  ) == 3
-    assert metric(m, "attachd_upload_transitions_total", **{"from": "staged", "to": "infected"}
-                  ) == 1
+    assert (
+        metric(m, "attachd_upload_transitions_total", **{"from": "verifying", "to": "attached"})
+        == 3
+    )
+    assert (
+        metric(m, "attachd_upload_transitions_total", **{"from": "staged", "to": "infected"}) == 1
+    )
     assert metric(m, "attachd_upload_latency_seconds_count", state="attached") == 3
     assert metric(m, "attachd_upload_latency_seconds_bucket", state="attached", le="+Inf") == 3
     assert metric(m, "attachd_upload_latency_seconds_count", state="infected") == 1
-    assert metric(m, "attachd_typecheck_rejections_total", stage="intake",
-                  reason="type_not_allowed") == 1
+    assert (
+        metric(m, "attachd_typecheck_rejections_total", stage="intake", reason="type_not_allowed")
+        == 1
+    )
     refusals = "attachd_typecheck_rejections_total"
-    rejected = sum(v for (name, labels), v in m.items()
-                   if name == refusals and ("stage", "verify") in labels)
-    intake = sum(v for (name, labels), v in m.items()
-                 if name == refusals and ("stage", "intake") in labels)
+    rejected = sum(
+        v for (name, labels), v in m.items() if name == refusals and ("stage", "verify") in labels
+    )
+    intake = sum(
+        v for (name, labels), v in m.items() if name == refusals and ("stage", "intake") in labels
+    )
     assert rejected + intake == 2  # notes.txt, and poly.png at whichever stage refused it
     assert rejected == metric(m, "attachd_uploads", state="rejected")
     # The signature version is clamd's own (the shipped test database is daily.cud version 1;
@@ -116,11 +125,15 @@ def test_metrics_need_the_operator_or_the_metrics_token(ops: OpsStack) -> None:
     bearer = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
     assert bearer.status_code == 200
     assert "attachd_uploads" in bearer.text
-    assert requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=10
-                        ).status_code == 401
+    assert (
+        requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
+    )
     # The token opens /metrics only, not the dashboard.
-    dash = requests.get(ops.base_url + "/ops/dashboard",
-                        headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
+    dash = requests.get(
+        ops.base_url + "/ops/dashboard",
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+        timeout=10,
+    )
     assert dash.status_code == 401
 
 

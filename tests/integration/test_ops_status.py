@@ -12,7 +12,7 @@ import pytest
 from falcon import testing
 
 from api.app import create_app
-from attachd.settings import Settings
+from core.settings import Settings
 from tests.conftest import _free_port
 from tests.integration.ops_support import start_redis, stop_process
 

@@ -11,11 +11,12 @@ import uuid
 import pytest
 import requests
 
+from core.tasks import ROUTES, TaskName
+from storage.broker import make_celery
 from storage.objects import staging_key
 from tests.conftest import png_bytes
 from tests.integration.conftest import Stack, Tenant
 from tests.samples import animated, png_claiming, solid, zip_archive
-from workers.celery_app import ROUTES, SCAN, make_celery
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +136,7 @@ def test_lies_about_type_are_rejected_by_the_worker_too(
         staging_key=key,
     )
     celery = make_celery(settings)
-    celery.send_task(SCAN, args=[upload_id], queue=ROUTES[SCAN])
+    celery.send_task(TaskName.SCAN, args=[upload_id], queue=ROUTES[TaskName.SCAN])
     celery.close()
     assert stack.wait_for_state(upload_id, TERMINAL) == "rejected"
     up = stack.records.get_upload(upload_id)

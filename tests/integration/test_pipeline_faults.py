@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from attachd.errors import ScanLimitExceeded
-from attachd.settings import Settings
+from core.errors import ScanLimitExceeded
+from core.settings import Settings
+from core.tasks import TaskName
 from tests.conftest import png_bytes
 from tests.integration.pipeline_support import PrivateStack
-from workers.celery_app import ATTACH, SCAN, VERIFY
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +48,17 @@ def test_every_task_delivered_twice_attaches_once(private: PrivateStack) -> None
     profile = private.profile()
     data = png_bytes(20, 20)
     upload_id = private.submit("twice.png", data, "image/png", profile)
-    private.send(SCAN, upload_id)  # the scan message, delivered a second time
+    private.send(TaskName.SCAN, upload_id)  # the scan message, delivered a second time
     private.start_worker()
     assert private.wait(upload_id) == "attached"
-    for task in (SCAN, VERIFY, ATTACH, SCAN, VERIFY, ATTACH):
+    for task in (
+        TaskName.SCAN,
+        TaskName.VERIFY,
+        TaskName.ATTACH,
+        TaskName.SCAN,
+        TaskName.VERIFY,
+        TaskName.ATTACH,
+    ):
         private.send(task, upload_id)
     time.sleep(1.5)  # let the duplicates run; each must find the work done
     up = private.records.get_upload(upload_id)

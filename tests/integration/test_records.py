@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from attachd.errors import NotFound, ProfileExists, TenantExists
-from storage import schema
+from core.domain import State
+from core.errors import NotFound, ProfileExists, TenantExists
 from storage.migrate import downgrade, upgrade
 from storage.records import RecordStore
 from tests.conftest import postgres_url
@@ -67,7 +67,7 @@ def _record(store: RecordStore, profile_id: str, name: str = "pic") -> tuple[str
         sniffed_type="image/png",
         staging_key=f"uploads/{upload_id}",
     )
-    assert up.state == schema.STAGED
+    assert up.state == State.STAGED
     return att.id, up.id
 
 
@@ -83,17 +83,17 @@ def test_same_name_keeps_the_same_attachment_id(store: RecordStore) -> None:
 def test_transitions_are_compare_and_set(store: RecordStore) -> None:
     pid = _profile(store)
     _, uid = _record(store, pid)
-    assert store.transition(uid, schema.STAGED, schema.SCANNING) is True
-    assert store.transition(uid, schema.STAGED, schema.SCANNING) is False  # delivered twice
-    assert store.transition(uid, schema.SCANNING, schema.INFECTED, reason="x") is True
+    assert store.transition(uid, State.STAGED, State.SCANNING) is True
+    assert store.transition(uid, State.STAGED, State.SCANNING) is False  # delivered twice
+    assert store.transition(uid, State.SCANNING, State.INFECTED, reason="x") is True
     up = store.get_upload(uid)
-    assert up is not None and up.state == schema.INFECTED and up.finished_at is not None
-    assert store.transition(uid, schema.SCANNING, schema.VERIFYING) is False
+    assert up is not None and up.state == State.INFECTED and up.finished_at is not None
+    assert store.transition(uid, State.SCANNING, State.VERIFYING) is False
 
 
 def _verified(store: RecordStore, uid: str) -> None:
-    assert store.transition(uid, schema.STAGED, schema.VERIFYING)
-    assert store.update_upload(uid, schema.VERIFYING, verified_at=datetime.now(UTC))
+    assert store.transition(uid, State.STAGED, State.VERIFYING)
+    assert store.update_upload(uid, State.VERIFYING, verified_at=datetime.now(UTC))
 
 
 def test_attach_points_the_attachment_at_the_newest_version(store: RecordStore) -> None:
@@ -119,7 +119,7 @@ def test_attached_files_lists_only_served_versions(store: RecordStore) -> None:
     store.attach(uid, "key")
     listed = store.attached_files(pid)
     assert [(a.file_name, u.id) for a, u in listed] == [("done", uid)]
-    assert store.get_upload(staged_only).state == schema.STAGED
+    assert store.get_upload(staged_only).state == State.STAGED
 
 
 def test_stuck_uploads_and_counts(store: RecordStore) -> None:
@@ -128,7 +128,7 @@ def test_stuck_uploads_and_counts(store: RecordStore) -> None:
     assert store.stuck_uploads(datetime.now(UTC) - timedelta(minutes=5)) == []
     stuck = store.stuck_uploads(datetime.now(UTC) + timedelta(seconds=1))
     assert [u.id for u in stuck] == [uid]
-    assert store.count_by_state()[schema.STAGED] == 1
+    assert store.count_by_state()[State.STAGED] == 1
 
 
 def test_tokens_are_stored_hashed_and_found_by_id(store: RecordStore) -> None:

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from attachd.clamd import EngineVersion, _verdict
-from attachd.errors import ScanError, ScanLimitExceeded
+from core.clamd import EngineVersion, _verdict
+from core.errors import ScanError, ScanLimitExceeded
 
 
 def test_version_with_a_signature_database() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from attachd.settings import Settings
+from core.settings import Settings
 from tests.conftest import REPO
 
 

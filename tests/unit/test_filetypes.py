@@ -7,9 +7,9 @@ import zipfile
 import pytest
 from PIL import Image
 
-from attachd import filetypes
-from attachd.filetypes import base_name, canonical_type, head_agrees, sniff, type_for_name
-from attachd.settings import Settings
+from core import filetypes
+from core.filetypes import base_name, canonical_type, head_agrees, sniff, type_for_name
+from core.settings import Settings
 
 
 def image_bytes(fmt: str) -> bytes:

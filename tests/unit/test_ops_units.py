@@ -13,13 +13,13 @@ import pytest
 from falcon import testing
 
 from api.operator import OperatorAuth
-from attachd import logs
-from attachd.errors import ConfigError
+from api.overview import reason_class
 from attachd.fleet import FleetStatus, TaskRef, WorkerState, render
 from attachd.launch import check_pools, flower_command, node_name, worker_argv
-from attachd.ops import reason_class
-from attachd.settings import Settings, parse_pool
-from attachd.telemetry import QueueState
+from core import logs
+from core.errors import ConfigError
+from core.settings import Settings, parse_pool
+from storage.telemetry import QueueState
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,10 @@ from attachd.telemetry import QueueState
         ("image is 9000x9000 = 81000000 pixels, over the limit of 40000000", "too_large"),
         ("SVG contains a <script> element", "svg_unsafe"),
         ("SVG is not well-formed XML: mismatched tag", "corrupt"),
-        ("data after the end of the PNG image (40 bytes): looks like an appended ZIP archive",
-         "polyglot"),
+        (
+            "data after the end of the PNG image (40 bytes): looks like an appended ZIP archive",
+            "polyglot",
+        ),
         ("truncated JPEG: the image needs 900 bytes, the file has 500", "corrupt"),
         ("the file is empty", "empty"),
         (None, "other"),
@@ -74,8 +76,14 @@ def test_flower_gets_auth_through_the_environment_and_never_opens_unprotected(tm
     assert env["FLOWER_BASIC_AUTH"] == "u:p" and not any(a == "p" for a in argv)
     assert "--persistent=True" in argv and f"--db={tmp_path / 'flower.db'}" in argv
     with pytest.raises(ConfigError, match="FLOWER_PASSWORD"):
-        flower_command(replace(s, flower_host="0.0.0.0",  # noqa: S104 - refused, never bound
-                               flower_user="", flower_password=""))
+        flower_command(
+            replace(
+                s,
+                flower_host="0.0.0.0",  # noqa: S104 - refused, never bound
+                flower_user="",
+                flower_password="",
+            )
+        )
     with pytest.raises(ConfigError, match="go together"):
         flower_command(replace(s, flower_password=""))
 
@@ -122,9 +130,12 @@ def test_operator_auth() -> None:
 
 def test_fleet_status_table() -> None:
     status = FleetStatus(
-        workers=[WorkerState("scan@h", ["scan"], [TaskRef("t1", "attachd.scan", "u1", 100.0)],
-                             [], [], 2, 4, 42),
-                 WorkerState("verify@h", [], [], [], [], 1, 1, 43)],
+        workers=[
+            WorkerState(
+                "scan@h", ["scan"], [TaskRef("t1", "attachd.scan", "u1", 100.0)], [], [], 2, 4, 42
+            ),
+            WorkerState("verify@h", [], [], [], [], 1, 1, 43),
+        ],
         queues=[QueueState("scan", 3, 75.0, 1)],
     )
     text = render(status, now=110.0)
@@ -134,8 +145,15 @@ def test_fleet_status_table() -> None:
 
 def test_celerys_own_task_lines_name_their_task() -> None:
     context = {"id": "t-9", "name": "attachd.scan", "args": "('u',)"}
-    record = logging.LogRecord("celery.worker.strategy", logging.INFO, __file__, 1,
-                               "Task %(name)s[%(id)s] received", (context,), None)
+    record = logging.LogRecord(
+        "celery.worker.strategy",
+        logging.INFO,
+        __file__,
+        1,
+        "Task %(name)s[%(id)s] received",
+        (context,),
+        None,
+    )
     record.data = context
     line = json.loads(logs.JsonFormatter().format(record))
     assert (line["task_id"], line["task"]) == ("t-9", "attachd.scan")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from attachd.clamd import ScanResult
-from attachd.errors import ObjectMissing, ScanLimitExceeded, ServiceUnavailable
-from storage import schema
+from core.clamd import ScanResult
+from core.domain import State
+from core.errors import ObjectMissing, ScanLimitExceeded, ServiceUnavailable
+from core.tasks import TaskName
 from storage.migrate import upgrade
 from storage.objects import Buckets, staging_key
 from storage.records import RecordStore
 from tests.conftest import EICAR, png_bytes
-from workers.celery_app import ATTACH, RESCAN_FILE, SCAN, VERIFY
 from workers.pipeline import Limits, Pipeline
 
 
@@ -126,9 +126,9 @@ class World:
     def run(self, upload_id: str) -> str | None:
         """Drive the steps the way the queues would, following what each step sends."""
         steps = {
-            SCAN: self.pipeline.scan,
-            VERIFY: self.pipeline.verify,
-            ATTACH: self.pipeline.attach,
+            TaskName.SCAN: self.pipeline.scan,
+            TaskName.VERIFY: self.pipeline.verify,
+            TaskName.ATTACH: self.pipeline.attach,
         }
         self.sent.clear()
         state = self.pipeline.scan(upload_id)
@@ -150,11 +150,11 @@ def world(tmp_path: Path) -> World:
 
 def test_clean_image_goes_all_the_way(world: World) -> None:
     uid = world.stage(png_bytes())
-    assert world.pipeline.scan(uid) == schema.VERIFYING
-    assert world.sent == [(VERIFY, uid)]
-    assert world.pipeline.verify(uid) == schema.VERIFYING
-    assert world.sent[-1] == (ATTACH, uid)
-    assert world.pipeline.attach(uid) == schema.ATTACHED
+    assert world.pipeline.scan(uid) == State.VERIFYING
+    assert world.sent == [(TaskName.VERIFY, uid)]
+    assert world.pipeline.verify(uid) == State.VERIFYING
+    assert world.sent[-1] == (TaskName.ATTACH, uid)
+    assert world.pipeline.attach(uid) == State.ATTACHED
     up = world.records.get_upload(uid)
     assert up is not None and up.signature_version == 1 and up.detected_type == "image/png"
     assert world.objects.keys("staging") == []
@@ -167,13 +167,13 @@ def test_steps_delivered_again_change_nothing(world: World) -> None:
     before = world.records.get_upload(uid)
     world.sent.clear()
     for step in (world.pipeline.scan, world.pipeline.verify, world.pipeline.attach):
-        assert step(uid) == schema.ATTACHED
+        assert step(uid) == State.ATTACHED
     assert world.sent == [] and world.records.get_upload(uid) == before
 
 
 def test_infected_is_quarantined_with_tags_and_never_attached(world: World) -> None:
     uid = world.stage(png_bytes() + EICAR)
-    assert world.pipeline.scan(uid) == schema.INFECTED
+    assert world.pipeline.scan(uid) == State.INFECTED
     up = world.records.get_upload(uid)
     assert up is not None and up.signature == "Test.Sig" and up.staging_key is None
     assert world.objects.tags[("quarantine", uid)]["result"] == "infected"
@@ -184,7 +184,7 @@ def test_infected_is_quarantined_with_tags_and_never_attached(world: World) -> N
 def test_over_the_scanners_limit_is_rejected_not_clean(world: World) -> None:
     world.scanner.limit = 10
     uid = world.stage(png_bytes())
-    assert world.pipeline.scan(uid) == schema.REJECTED
+    assert world.pipeline.scan(uid) == State.REJECTED
     assert "too large to scan" in (world.records.get_upload(uid).reason or "")
 
 
@@ -193,20 +193,20 @@ def test_scanner_down_propagates_for_the_task_to_retry(world: World) -> None:
     uid = world.stage(png_bytes())
     with pytest.raises(ServiceUnavailable):
         world.pipeline.scan(uid)
-    assert world.state(uid) == schema.SCANNING
+    assert world.state(uid) == State.SCANNING
     world.scanner.down = False
-    assert world.run(uid) == schema.ATTACHED
+    assert world.run(uid) == State.ATTACHED
 
 
 def test_missing_staged_file_fails_and_operator_retry_needs_the_file(world: World) -> None:
     uid = world.stage(png_bytes())
     data = world.objects.data.pop(("staging", staging_key(uid)))
-    assert world.pipeline.scan(uid) == schema.FAILED
+    assert world.pipeline.scan(uid) == State.FAILED
     assert world.pipeline.retry(uid) is False
     world.objects.data[("staging", staging_key(uid))] = data
-    assert world.pipeline.retry(uid) is True and world.sent == [(SCAN, uid)]
+    assert world.pipeline.retry(uid) is True and world.sent == [(TaskName.SCAN, uid)]
     world.sent.clear()
-    assert world.run(uid) == schema.ATTACHED
+    assert world.run(uid) == State.ATTACHED
 
 
 def test_reupload_replaces_the_old_version_only_once_attached(world: World) -> None:
@@ -217,9 +217,9 @@ def test_reupload_replaces_the_old_version_only_once_attached(world: World) -> N
     assert up_old is not None
     attachment = world.records.get_attachment(up_old.attachment_id)
     assert attachment is not None and attachment.current_upload_id == old  # still served
-    assert world.run(new) == schema.ATTACHED
+    assert world.run(new) == State.ATTACHED
     assert world.records.get_attachment(attachment.id).current_upload_id == new
-    assert world.state(old) == schema.SUPERSEDED
+    assert world.state(old) == State.SUPERSEDED
     assert world.objects.keys("attachments") == [world.records.get_upload(new).object_key]
 
 
@@ -227,9 +227,9 @@ def test_an_infected_reupload_leaves_the_old_version_served(world: World) -> Non
     old = world.stage(png_bytes(), name="avatar")
     world.run(old)
     bad = world.stage(png_bytes() + EICAR, name="avatar")
-    assert world.run(bad) == schema.INFECTED
+    assert world.run(bad) == State.INFECTED
     up = world.records.get_upload(old)
-    assert up is not None and up.state == schema.ATTACHED
+    assert up is not None and up.state == State.ATTACHED
     assert world.records.get_attachment(up.attachment_id).current_upload_id == old
 
 
@@ -239,8 +239,8 @@ def test_an_older_upload_finishing_last_never_replaces_a_newer_one(world: World)
     for uid in (first, second):
         world.pipeline.scan(uid)
         world.pipeline.verify(uid)
-    assert world.pipeline.attach(second) == schema.ATTACHED
-    assert world.pipeline.attach(first) == schema.SUPERSEDED
+    assert world.pipeline.attach(second) == State.ATTACHED
+    assert world.pipeline.attach(first) == State.SUPERSEDED
     up = world.records.get_upload(second)
     assert up is not None
     assert world.records.get_attachment(up.attachment_id).current_upload_id == second
@@ -257,16 +257,18 @@ def test_reconcile_resends_each_stuck_upload_to_its_next_step(world: World) -> N
     world.sent.clear()
     result = world.pipeline.reconcile()
     assert result["resent"] == 3
-    assert sorted(world.sent) == sorted([(SCAN, staged), (VERIFY, scanned), (ATTACH, verified)])
+    assert sorted(world.sent) == sorted(
+        [(TaskName.SCAN, staged), (TaskName.VERIFY, scanned), (TaskName.ATTACH, verified)]
+    )
 
 
 def test_reconcile_gives_up_after_the_maximum_resends(world: World) -> None:
     uid = world.stage(png_bytes())
     for _ in range(world.pipeline.limits.max_resends):
         world.pipeline.reconcile()
-    assert world.state(uid) == schema.STAGED
+    assert world.state(uid) == State.STAGED
     assert world.pipeline.reconcile()["failed"] == 1
-    assert world.state(uid) == schema.FAILED
+    assert world.state(uid) == State.FAILED
 
 
 def test_rescan_after_a_signature_update_detaches_a_new_detection(world: World) -> None:
@@ -279,9 +281,9 @@ def test_rescan_after_a_signature_update_detaches_a_new_detection(world: World) 
     world.objects.data[("attachments", up.object_key)] = png_bytes() + marker
     assert world.pipeline.rescan() == 0  # same signatures: nothing to do
     world.scanner.signatures, world.scanner.extra = 2, marker
-    assert world.pipeline.rescan() == 1 and world.sent == [(RESCAN_FILE, uid)]
+    assert world.pipeline.rescan() == 1 and world.sent == [(TaskName.RESCAN_FILE, uid)]
     assert world.pipeline.rescan() == 0
-    assert world.pipeline.rescan_file(uid) == schema.INFECTED
+    assert world.pipeline.rescan_file(uid) == State.INFECTED
     assert world.records.get_attachment(up.attachment_id).current_upload_id is None
     assert world.objects.keys("attachments") == []
     assert world.objects.keys("quarantine") == [uid]
@@ -302,7 +304,7 @@ def test_reconcile_backs_off_so_a_long_queue_is_not_mistaken_for_a_lost_message(
     now[0] += timedelta(seconds=2)
     assert world.pipeline.reconcile()["resent"] == 1
     up = world.records.get_upload(uid)
-    assert up is not None and up.attempts == 2 and up.state == schema.STAGED
+    assert up is not None and up.attempts == 2 and up.state == State.STAGED
     world.pipeline.scan(uid)  # it moved: the count starts again
     moved = world.records.get_upload(uid)
     assert moved is not None and moved.attempts == 0 and moved.resend_after is None

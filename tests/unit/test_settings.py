@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from attachd.errors import ConfigError
-from attachd.settings import Settings
+from core.errors import ConfigError
+from core.settings import Settings
 
 
 def test_defaults_are_the_documented_ones() -> None:

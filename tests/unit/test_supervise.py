@@ -24,9 +24,13 @@ while True:
 def test_a_dead_pool_is_restarted_and_sigterm_stops_everything(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
     supervisor = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from attachd.launch import supervise; "
-         f"sys.exit(supervise({{'p': [sys.executable, '-c', {POOL!r}, {str(starts)!r}]}}, 0.05))"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from attachd.launch import supervise; "
+            f"sys.exit(supervise({{'p': [sys.executable, '-c', {POOL!r}, "
+            f"{str(starts)!r}]}}, 0.05))",
+        ],
     )
     try:
         deadline = time.monotonic() + 15

@@ -128,12 +128,15 @@ def gunicorn_config(level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "attachd.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "core.logs.JsonFormatter"}},
         "handlers": {"json": handler},
         "root": {"level": level.upper(), "handlers": ["json"]},
         "loggers": {
-            name: {"level": level.upper() if name == "gunicorn.error" else "INFO",
-                   "handlers": ["json"], "propagate": False}
+            name: {
+                "level": level.upper() if name == "gunicorn.error" else "INFO",
+                "handlers": ["json"],
+                "propagate": False,
+            }
             for name in ("gunicorn.error", "gunicorn.access")
         },
     }

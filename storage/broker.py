@@ -1,33 +1,23 @@
-"""The Celery application, configured for at-least-once delivery with idempotent effects.
+"""The broker: the Celery application, configured for at-least-once delivery with idempotent
+effects, and the stamp every published message carries.
 
-The API builds one of these too, only to send tasks by name; it never imports the tasks.
+Every process builds its app here: the API and the CLI only to send tasks by name (core.tasks),
+the workers to consume them (workers/app.py registers the tasks on it).
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from celery import Celery
-from kombu import Queue
+from celery.signals import before_task_publish
+from kombu import Queue as KombuQueue
 
-from attachd.settings import Settings
-
-SCAN = "attachd.scan"
-VERIFY = "attachd.verify"
-ATTACH = "attachd.attach"
-RECONCILE = "attachd.reconcile"
-RESCAN = "attachd.rescan"
-RESCAN_FILE = "attachd.rescan_file"
-
-QUEUES = ("scan", "verify", "attach", "maintenance")
-# Rescans share the maintenance queue: they are throttled background work, never in the way of
-# new uploads on `scan`.
-ROUTES = {
-    SCAN: "scan",
-    VERIFY: "verify",
-    ATTACH: "attach",
-    RECONCILE: "maintenance",
-    RESCAN: "maintenance",
-    RESCAN_FILE: "maintenance",
-}
+from core import logs
+from core.settings import Settings
+from core.tasks import ROUTES, Queue, TaskName
+from storage.telemetry import REQUEST_ID_HEADER, SENT_AT_HEADER
 
 # The longest task (a multi-GiB scan) must finish well inside the broker's visibility timeout,
 # or Redis would hand the same message to a second worker while the first still runs it.
@@ -59,18 +49,18 @@ def make_celery(settings: Settings) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
-        task_queues=[Queue(name) for name in QUEUES],
-        task_default_queue="maintenance",
-        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_queues=[KombuQueue(q.value) for q in Queue],
+        task_default_queue=Queue.MAINTENANCE.value,
+        task_routes={name.value: {"queue": queue.value} for name, queue in ROUTES.items()},
         worker_send_task_events=True,
         # No task-sent events: publishing one per task cost the API ~8% of its CPU per upload
         # (make bench, B2), and what they would tell (queued work, its age) the metrics read
         # from Redis itself. Flower still sees every task from the workers' events.
         task_send_sent_event=False,
         beat_schedule={
-            "reconcile": {"task": RECONCILE, "schedule": 60.0},
+            "reconcile": {"task": TaskName.RECONCILE.value, "schedule": 60.0},
             # Picks up a new signature version within minutes; each sweep queues a bounded batch.
-            "rescan": {"task": RESCAN, "schedule": 300.0},
+            "rescan": {"task": TaskName.RESCAN.value, "schedule": 300.0},
         },
         timezone="UTC",
         # Recycle a pool process after N tasks or once it holds M KiB: image decoding can leak.
@@ -78,7 +68,20 @@ def make_celery(settings: Settings) -> Celery:
         worker_max_memory_per_child=settings.worker_max_memory_per_child // 1024,
     )
     # Stamps every message with its send time and request id (queue age, log correlation).
-    from workers.signals import stamp_messages
-
-    stamp_messages()
+    before_task_publish.connect(_stamp, weak=False, dispatch_uid="attachd.stamp")
     return app
+
+
+def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is None:
+        return
+    headers[SENT_AT_HEADER] = time.time()
+    request_id = logs.current().get("request_id")
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+
+
+def send(app: Celery, task: TaskName, *args: Any) -> None:
+    """Publish `task` on its queue. Raises what kombu raises; callers decide what a dead broker
+    means for them."""
+    app.send_task(task.value, args=list(args), queue=ROUTES[task].value)

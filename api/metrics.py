@@ -1,9 +1,9 @@
-"""Prometheus metrics, computed at scrape time from the durable sources (attachd/ops.py).
+"""Prometheus metrics, computed at scrape time from the durable sources (api/overview.py).
 
 A custom collector instead of module-level gauges: under gunicorn each worker process would
 otherwise hold its own numbers, and a restart would zero them. Here every process reads the same
 store and the same Redis, so any of them answers any scrape with the same values. The counters
-only workers witness are kept in Redis by workers/signals.py (see attachd/telemetry.py).
+only workers witness are kept in Redis by workers/signals.py (see storage/telemetry.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from attachd.clamd import EngineVersion
-from attachd.ops import INTAKE_REASONS, REASON_CLASSES, OpsSources, Probe
-from attachd.telemetry import COUNTERS, LATENCY_BUCKETS
-from storage import schema
+from api.overview import INTAKE_REASONS, REASON_CLASSES, OpsSources, Probe
+from core.clamd import EngineVersion
+from core.domain import ACTIVE, State
+from storage.telemetry import COUNTERS, LATENCY_BUCKETS
 
 SCAN_OUTCOMES = ("clean", "infected", "over_limit", "error")
 
@@ -52,23 +52,26 @@ class AttachdCollector(Collector):
         src = self.sources
         attempt = Probe()
         now = src.clock()
-        up = GaugeMetricFamily("attachd_metrics_source_up",
-                               "Whether a source answered this scrape", labels=["source"])
+        up = GaugeMetricFamily(
+            "attachd_metrics_source_up", "Whether a source answered this scrape", labels=["source"]
+        )
 
         states = attempt("database", src.stats.counts_by_state)
         moved = attempt("database", src.stats.last_moved)
         if states is not None:
-            g = GaugeMetricFamily("attachd_uploads", "Uploads in the record store by state",
-                                  labels=["state"])
-            for state in schema.STATES:
+            g = GaugeMetricFamily(
+                "attachd_uploads", "Uploads in the record store by state", labels=["state"]
+            )
+            for state in tuple(State):
                 g.add_metric([state], states.get(state, 0))
             yield g
         if moved is not None:
             g = GaugeMetricFamily(
                 "attachd_uploads_stalled_seconds",
                 "Seconds since the least recently updated upload in this state last moved",
-                labels=["state"])
-            for state in schema.ACTIVE_STATES:
+                labels=["state"],
+            )
+            for state in tuple(ACTIVE):
                 g.add_metric([state], (now - moved[state]).total_seconds() if state in moved else 0)
             yield g
 
@@ -77,25 +80,31 @@ class AttachdCollector(Collector):
         counters = attempt("redis", src.telemetry.counters)
         latency = attempt("redis", src.telemetry.latency)
         if queues is not None:
-            depth = GaugeMetricFamily("attachd_queue_messages",
-                                      "Messages waiting in a Celery queue", labels=["queue"])
-            age = GaugeMetricFamily("attachd_queue_oldest_message_age_seconds",
-                                    "Age of the oldest waiting message (0 when empty)",
-                                    labels=["queue"])
+            depth = GaugeMetricFamily(
+                "attachd_queue_messages", "Messages waiting in a Celery queue", labels=["queue"]
+            )
+            age = GaugeMetricFamily(
+                "attachd_queue_oldest_message_age_seconds",
+                "Age of the oldest waiting message (0 when empty)",
+                labels=["queue"],
+            )
             unacked = GaugeMetricFamily(
                 "attachd_queue_unacked_messages",
                 "Messages delivered to a worker and not yet acknowledged (running or held)",
-                labels=["queue"])
+                labels=["queue"],
+            )
             for q in queues:
                 depth.add_metric([q.name], q.depth)
                 age.add_metric([q.name], q.oldest_age_seconds or 0.0)
                 unacked.add_metric([q.name], q.unacked)
             yield from (depth, age, unacked)
         if workers is not None:
-            yield GaugeMetricFamily("attachd_workers_online",
-                                    "Workers with a fresh heartbeat", value=len(workers))
-            consumers = GaugeMetricFamily("attachd_queue_consumers",
-                                          "Online workers consuming a queue", labels=["queue"])
+            yield GaugeMetricFamily(
+                "attachd_workers_online", "Workers with a fresh heartbeat", value=len(workers)
+            )
+            consumers = GaugeMetricFamily(
+                "attachd_queue_consumers", "Online workers consuming a queue", labels=["queue"]
+            )
             for name in src.queues:
                 consumers.add_metric([name], sum(1 for w in workers if name in w.queues))
             yield consumers
@@ -108,32 +117,45 @@ class AttachdCollector(Collector):
                     c.add_metric(list(labels), value)
                 yield c
         if latency is not None:
-            h = HistogramMetricFamily("attachd_upload_latency_seconds",
-                                      "Time from upload to a terminal state", labels=["state"])
+            h = HistogramMetricFamily(
+                "attachd_upload_latency_seconds",
+                "Time from upload to a terminal state",
+                labels=["state"],
+            )
             for state, hist in sorted(latency.items()):
                 buckets = [("+Inf" if b == float("inf") else repr(b), c) for b, c in hist.buckets]
                 h.add_metric([state], buckets, hist.total)
             if not latency:
-                h.add_metric([schema.ATTACHED],
-                             [("+Inf" if b == float("inf") else repr(b), 0.0)
-                              for b in LATENCY_BUCKETS], 0.0)
+                h.add_metric(
+                    [State.ATTACHED],
+                    [("+Inf" if b == float("inf") else repr(b), 0.0) for b in LATENCY_BUCKETS],
+                    0.0,
+                )
             yield h
 
         version = attempt("clamd", src.clamd.version)
         if version:
             sig = EngineVersion.parse(version)
-            info = GaugeMetricFamily("attachd_clamd_info", "clamd engine and signature version",
-                                     labels=["engine", "signatures"])
+            info = GaugeMetricFamily(
+                "attachd_clamd_info",
+                "clamd engine and signature version",
+                labels=["engine", "signatures"],
+            )
             info.add_metric([sig.engine, str(sig.signatures or "")], 1)
             yield info
             if sig.signatures is not None:
-                yield GaugeMetricFamily("attachd_clamd_signature_version",
-                                        "Version of clamd's signature database",
-                                        value=sig.signatures)
+                yield GaugeMetricFamily(
+                    "attachd_clamd_signature_version",
+                    "Version of clamd's signature database",
+                    value=sig.signatures,
+                )
             sig_age = sig.age_seconds(now)
             if sig_age is not None:
-                yield GaugeMetricFamily("attachd_clamd_signature_age_seconds",
-                                        "Age of clamd's signature database", value=sig_age)
+                yield GaugeMetricFamily(
+                    "attachd_clamd_signature_age_seconds",
+                    "Age of clamd's signature database",
+                    value=sig_age,
+                )
 
         for source in ("database", "redis", "clamd"):
             up.add_metric([source], 0 if source in attempt.errors else 1)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from attachd.errors import ScanError, ScanLimitExceeded, ServiceUnavailable
+from core.errors import ScanError, ScanLimitExceeded, ServiceUnavailable
 
 # clamd reports an over-limit file under AlertExceedsMax as a "FOUND" of this family: it is not a
 # virus verdict, and it is never clean.

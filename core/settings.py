@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attachd.errors import ConfigError
+from core.errors import ConfigError
 
 _PREFIX = "ATTACHD_"
 
@@ -264,8 +264,9 @@ class Settings:
         need(self.log_format in {"json", "text"}, "LOG_FORMAT", "must be json or text")
         need(bool(self.worker_pools), "WORKER_POOLS", "must list at least one pool")
         need(bool(self.ops_user), "OPS_USER", "must not be empty")
-        need(self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD",
-             "must be at least 1")
+        need(
+            self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD", "must be at least 1"
+        )
 
     def pools(self) -> tuple[WorkerPool, ...]:
         return tuple(parse_pool(entry) for entry in self.worker_pools)

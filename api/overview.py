@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from attachd.clamd import ClamdClient, EngineVersion
-from attachd.errors import AttachdError
-from attachd.telemetry import QueueState, Telemetry
-from storage import schema
+from core.clamd import ClamdClient, EngineVersion
+from core.domain import TERMINAL, State
+from core.errors import AttachdError
 from storage.records import utcnow
 from storage.stats import StoreStats
+from storage.telemetry import QueueState, Telemetry
 
 # Reasons are free text written for people; these bounded classes are what metrics and the
 # dashboard group them by. First match wins.
@@ -30,10 +30,20 @@ _REASON_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("too_large", re.compile(r"over the limit|image is too large")),
     ("svg_unsafe", re.compile(r"^SVG (?!is not well-formed)")),
     ("polyglot", re.compile(r"data after the end|ZIP archive|markup")),
-    ("type_mismatch", re.compile(r"^content is|not a type this check can verify|"
-                                 r"root element is")),
-    ("corrupt", re.compile(r"truncated|corrupt|cannot decode|not a readable|not well-formed|"
-                           r"Pillow warned")),
+    (
+        "type_mismatch",
+        re.compile(
+            r"^content is|not a type this check can verify|"
+            r"root element is"
+        ),
+    ),
+    (
+        "corrupt",
+        re.compile(
+            r"truncated|corrupt|cannot decode|not a readable|not well-formed|"
+            r"Pillow warned"
+        ),
+    ),
 )
 REASON_CLASSES = (*(name for name, _ in _REASON_CLASSES), "other")
 
@@ -101,20 +111,21 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     states = attempt("database", st.counts_by_state)
     moved = attempt("database", st.last_moved) or {}
     finished = attempt("database", lambda: st.finished_since(since)) or []
-    reasons = attempt(
-        "database", lambda: st.reasons_since(schema.REJECTED, now - timedelta(hours=24))
-    ) or []
+    reasons = (
+        attempt("database", lambda: st.reasons_since(State.REJECTED, now - timedelta(hours=24)))
+        or []
+    )
     problems = attempt("database", st.recent_problems) or []
-    queues: list[QueueState] = attempt(
-        "redis", lambda: sources.telemetry.queues(sources.queues)
-    ) or []
+    queues: list[QueueState] = (
+        attempt("redis", lambda: sources.telemetry.queues(sources.queues)) or []
+    )
     workers = attempt("redis", sources.telemetry.workers) or []
     counters = attempt("redis", sources.telemetry.counters) or {}
     version = attempt("clamd", sources.clamd.version)
     signatures = EngineVersion.parse(version) if version else None
 
     minutes = [since + timedelta(minutes=i) for i in range(window_minutes + 1)]
-    per_minute = {m: dict.fromkeys(schema.TERMINAL_STATES, 0) for m in minutes}
+    per_minute = {m: dict.fromkeys(tuple(TERMINAL), 0) for m in minutes}
     for f in finished:
         bucket = f.finished_at.replace(second=0, microsecond=0)
         if bucket in per_minute:
@@ -140,7 +151,8 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
             {
                 "name": q.name,
                 "depth": q.depth,
-                "oldest_age_seconds": None if q.oldest_age_seconds is None
+                "oldest_age_seconds": None
+                if q.oldest_age_seconds is None
                 else round(q.oldest_age_seconds, 1),
                 "unacked": q.unacked,
                 "consumers": consumers.get(q.name, 0),
@@ -176,7 +188,7 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
                 "state": p.state,
                 "name": p.original_name,
                 "reason": p.reason,
-                "reason_class": reason_class(p.reason) if p.state == schema.REJECTED else None,
+                "reason_class": reason_class(p.reason) if p.state == State.REJECTED else None,
                 "attempts": p.attempts,
                 "when": p.updated_at.isoformat(timespec="seconds"),
             }
@@ -185,7 +197,9 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         "scan_outcomes": {
             labels[0]: int(v) for labels, v in counters.get("scan_outcomes", {}).items()
         },
-        "signatures": None if signatures is None else {
+        "signatures": None
+        if signatures is None
+        else {
             "engine": signatures.engine,
             "version": signatures.signatures,
             "built_at": signatures.published.isoformat() if signatures.published else None,

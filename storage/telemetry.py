@@ -24,7 +24,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from attachd.errors import ServiceUnavailable
+from core.errors import ServiceUnavailable
 
 # Stamped on every task message at publish time (workers/signals.py): Celery's messages carry no
 # timestamp of their own, and the age of the oldest waiting message is the queue's best alarm.
@@ -47,8 +47,7 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "task_failures": ("task",),
 }
 LATENCY = "upload_latency_seconds"
-LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-                   math.inf)
+LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, math.inf)
 
 # kombu's Redis transport: a queue is a list per priority step, named "<queue>\x06\x16<step>"
 # except for step 0, and messages delivered but not yet acknowledged wait in the "unacked" hash.
