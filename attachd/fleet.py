@@ -1,5 +1,12 @@
-"""The worker fleet through Celery's remote control: who is online, what each consumes and holds,
-and draining a worker without losing work.
+"""The worker fleet: who is online, what each consumes and holds, and draining a worker without
+losing work.
+
+Who is online is the workers' heartbeat in Redis (storage/telemetry.py, written by the bootstep
+in workers/signals.py), the same answer the dashboard and /metrics give: it needs no broadcast
+and does not miss a busy worker that is slow to reply. Celery's remote control is asked only what
+it alone knows, and only of the workers the heartbeat lists: what each consumes this instant
+(a drain shows at once, not at the next beat), what it runs, holds and waits to retry, and its
+pool; and it is the channel that drains (cancel_consumer), resumes (add_consumer) and shuts down.
 
 Draining cancels the worker's consumers (it takes nothing new) and waits until it holds nothing:
 no task running, none reserved, none waiting for a retry's countdown. What it held either
@@ -10,16 +17,15 @@ late, and the Redis transport restores unacknowledged messages when a consumer c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from celery import Celery
 
 from core.errors import NotFound
-from storage.telemetry import QueueState, Telemetry
-
-PIPELINE_TASKS = ("attachd.scan", "attachd.verify", "attachd.attach", "attachd.rescan_file")
+from core.tasks import PIPELINE_TASKS, Queue
+from storage.telemetry import Presence, QueueState, Telemetry
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,9 @@ class WorkerState:
     processes: int
     max_concurrency: int | None
     pid: int | None
+    # False: online by its heartbeat, but no reply to the remote control within the timeout, so
+    # its queues, pool size and pid are the heartbeat's and what it holds is unknown (not none).
+    answered: bool = True
 
     @property
     def held(self) -> int:
@@ -69,32 +78,41 @@ class FleetStatus:
 
 class Fleet:
     def __init__(
-        self, app: Celery, telemetry: Telemetry, queues: tuple[str, ...], timeout: float = 1.0
+        self,
+        app: Celery,
+        telemetry: Telemetry,
+        queues: Sequence[str] = tuple(Queue),
+        timeout: float = 1.0,
     ) -> None:
         self.app = app
         self.telemetry = telemetry
-        self.queues = queues
+        self.queues = tuple(queues)
         self.timeout = timeout
 
     def online(self) -> list[str]:
-        replies = self.app.control.inspect(timeout=self.timeout).ping() or {}
-        return sorted(replies)
+        """Node names of the workers whose heartbeat is fresh, sorted."""
+        return [p.hostname for p in self.telemetry.workers()]
 
     def workers(self, names: list[str] | None = None) -> list[WorkerState]:
-        names = self.online() if names is None else names
-        if not names:
+        """The online workers (those of `names` only, when given), each as its reply to the
+        remote control shows it, or as its heartbeat does if it did not reply in time."""
+        presences = {p.hostname: p for p in self.telemetry.workers()}
+        if names is not None:
+            presences = {n: presences[n] for n in names if n in presences}
+        if not presences:
             return []
         # With explicit destinations each call returns as soon as every worker has answered.
-        inspect = self.app.control.inspect(destination=names, timeout=self.timeout)
+        inspect = self.app.control.inspect(destination=list(presences), timeout=self.timeout)
         queues = inspect.active_queues() or {}
         active = inspect.active() or {}
         reserved = inspect.reserved() or {}
         scheduled = inspect.scheduled() or {}
         stats = inspect.stats() or {}
         out = []
-        for name in names:
+        for name, presence in presences.items():
             if name not in queues and name not in stats:
-                continue  # left between the ping and now
+                out.append(_unanswered(presence))
+                continue
             pool = (stats.get(name) or {}).get("pool") or {}
             out.append(
                 WorkerState(
@@ -117,10 +135,14 @@ class Fleet:
         return FleetStatus(self.workers(), self.telemetry.queues(self.queues))
 
     def _one(self, worker: str) -> WorkerState:
+        """`worker`, which must be online and answer: draining or resuming a worker whose state
+        is unknown would report a drain it cannot confirm."""
         found = self.workers([worker])
         if not found:
             online = ", ".join(self.online()) or "none"
             raise NotFound(f"worker {worker!r} did not answer (online: {online})")
+        if not found[0].answered:
+            raise NotFound(f"worker {worker!r} is online but did not answer in {self.timeout}s")
         return found[0]
 
     def drain(
@@ -169,6 +191,20 @@ class Fleet:
         self.app.control.shutdown(destination=[worker])
 
 
+def _unanswered(presence: Presence) -> WorkerState:
+    return WorkerState(
+        name=presence.hostname,
+        queues=sorted(presence.queues),
+        active=[],
+        reserved=[],
+        scheduled=[],
+        processes=presence.concurrency,
+        max_concurrency=None,
+        pid=presence.pid,
+        answered=False,
+    )
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -190,10 +226,11 @@ def render(status: FleetStatus, now: float | None = None) -> str:
         )
     for w in status.workers:
         queues = ",".join(w.queues) or "(draining)"
-        lines.append(
-            f"{w.name:<36}{queues:<28}{len(w.active):>7}{len(w.reserved):>9}"
-            f"{len(w.scheduled):>10}{w.processes:>6}"
-        )
+        if w.answered:
+            held = f"{len(w.active):>7}{len(w.reserved):>9}{len(w.scheduled):>10}"
+        else:
+            held = f"{'?':>7}{'?':>9}{'?':>10}"
+        lines.append(f"{w.name:<36}{queues:<28}{held}{w.processes:>6}")
         for t in w.active:
             ran = _age(now - t.started) if t.started else "-"
             lines.append(f"    running {t.name} {t.id} upload={t.upload_id or '-'} for {ran}")

@@ -23,6 +23,7 @@ from types import FrameType
 
 from core.errors import ConfigError
 from core.settings import Settings, WorkerPool
+from core.tasks import Queue
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def worker_argv(settings: Settings, pool: WorkerPool, hostname: str) -> list[str
     return argv
 
 
-def check_pools(pools: Sequence[WorkerPool], known: Sequence[str]) -> None:
+def check_pools(pools: Sequence[WorkerPool], known: Sequence[str] = tuple(Queue)) -> None:
+    """Every queue a pool names is one of `known` (core.tasks' queues), and in one pool only."""
     seen: set[str] = set()
     for pool in pools:
         for queue in pool.queues:
