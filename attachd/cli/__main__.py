@@ -1,0 +1,5 @@
+"""`python -m attachd.cli`, as the console script."""
+
+from attachd.cli import main
+
+main()

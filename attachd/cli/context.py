@@ -1,0 +1,40 @@
+"""What every `attachd` command shares: settings read once, and the stores built from them."""
+
+from __future__ import annotations
+
+import click
+
+from core.logs import configure
+from core.settings import Settings
+from storage.broker import make_celery
+from storage.objects import ObjectStore
+from storage.records import RecordStore
+from workers.pipeline import Pipeline
+from workers.tasks import build_pipeline
+
+
+class Context:
+    """Built lazily: `attachd --help` and a usage error need no settings and no connection."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+            # The CLI logs like the services (JSON by default); its output for people is echoed.
+            configure(self._settings.log_level, self._settings.log_format)
+        return self._settings
+
+    def records(self) -> RecordStore:
+        return RecordStore.from_url(self.settings.database_url)
+
+    def objects(self) -> ObjectStore:
+        return ObjectStore.from_settings(self.settings)
+
+    def pipeline(self) -> Pipeline:
+        return build_pipeline(self.settings, make_celery(self.settings))
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
