@@ -86,3 +86,7 @@ class TenantExists(Conflict):
 
 class RequestTimeout(BadRequest):
     """The client sent its body too slowly."""
+
+
+class IllegalTransition(AttachdError):
+    """An upload state change that core.domain.TRANSITIONS does not allow: a bug, never retried."""

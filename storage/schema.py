@@ -90,7 +90,10 @@ uploads = Table(
         nullable=False,
     ),
     Column("state", String(16), nullable=False),  # core.domain.State
+    # The human message, and beside it the typed reason (core.domain.Reason) that metrics and
+    # the dashboard count by: nothing reads the message to classify it.
     Column("reason", Text, nullable=True),
+    Column("reason_code", String(32), nullable=True),
     Column("original_name", String(1024), nullable=False),
     Column("md5", String(32), nullable=False),
     Column("sha256", String(64), nullable=False),

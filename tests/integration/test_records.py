@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from core.domain import State
-from core.errors import NotFound, ProfileExists, TenantExists
+from core.domain import Reason, State
+from core.errors import IllegalTransition, NotFound, ProfileExists, TenantExists
 from storage.migrate import downgrade, upgrade
 from storage.records import RecordStore
 from tests.conftest import postgres_url
@@ -91,8 +91,24 @@ def test_transitions_are_compare_and_set(store: RecordStore) -> None:
     assert store.transition(uid, State.SCANNING, State.VERIFYING) is False
 
 
+def test_a_forbidden_move_is_refused_and_reason_code_is_stored(store: RecordStore) -> None:
+    pid = _profile(store)
+    _, uid = _record(store, pid)
+    with pytest.raises(IllegalTransition):
+        store.transition(uid, State.STAGED, State.ATTACHED)
+    assert store.transition(
+        uid, State.STAGED, State.REJECTED, reason="truncated", reason_code=Reason.CORRUPT
+    )
+    up = store.get_upload(uid)
+    assert up is not None and up.state == State.REJECTED and up.reason_code is Reason.CORRUPT
+    with pytest.raises(IllegalTransition):
+        store.transition(uid, State.REJECTED, State.STAGED)
+
+
 def _verified(store: RecordStore, uid: str) -> None:
-    assert store.transition(uid, State.STAGED, State.VERIFYING)
+    # The way the pipeline gets there: staged → verifying directly is not an allowed move.
+    assert store.transition(uid, State.STAGED, State.SCANNING)
+    assert store.transition(uid, State.SCANNING, State.VERIFYING)
     assert store.update_upload(uid, State.VERIFYING, verified_at=datetime.now(UTC))
 
 
