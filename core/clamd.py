@@ -1,4 +1,4 @@
-"""A small clamd client: PING, VERSION, RELOAD and INSTREAM over TCP.
+"""A small clamd client: PING, VERSION and INSTREAM over TCP.
 
 Written here rather than taken from PyPI: the `clamd` and `pyclamd` packages are unmaintained
 since 2014/2017, and the protocol is a handful of lines. INSTREAM lets us feed clamd chunk by chunk
@@ -84,11 +84,6 @@ class ClamdClient:
     def version(self) -> str:
         """e.g. 'ClamAV 1.4.6/27852/Thu Nov 26 09:40:14 2026' (engine/signature db/date)."""
         return self._command("VERSION")
-
-    def reload(self) -> None:
-        reply = self._command("RELOAD")
-        if reply != "RELOADING":
-            raise ScanError(f"unexpected RELOAD reply {reply!r}")
 
     def instream(self, chunks: Iterable[bytes], chunk_size: int = 256 * 1024) -> ScanResult:
         """Scan a stream. Raises ScanLimitExceeded when the file is over clamd's limits,

@@ -263,12 +263,6 @@ class ObjectStore:
                     f.cancel()
                 raise
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        with _sdk():
-            self.client.put_object(
-                bucket, key, io.BytesIO(data), len(data), content_type=content_type
-            )
-
     def copy(
         self,
         src_bucket: str,
@@ -366,11 +360,6 @@ class ObjectStore:
             for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
                 if obj.object_name is not None:
                     yield obj.object_name, obj.last_modified
-
-    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
-        with _sdk():
-            tags = self.client.get_object_tags(bucket, key)
-        return dict(tags or {})
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an SDK call with the same error translation (for the rare one-off)."""

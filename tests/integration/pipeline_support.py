@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     wait_for_upload,
     wait_for_worker,
 )
+from tests.integration.sdk_support import clamd_reload
 from workers.tasks import build_pipeline
 
 SERVICES = REPO / "deploy" / "scripts" / "services.sh"
@@ -182,7 +183,7 @@ class PrivateStack:
             check=True,
             capture_output=True,
         )
-        self.clamd.reload()
+        clamd_reload(self.clamd)
         deadline = time.monotonic() + 30
         while f"/{version}/" not in self.clamd.version():
             if time.monotonic() > deadline:

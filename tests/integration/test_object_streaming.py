@@ -12,6 +12,7 @@ import pytest
 from core.errors import ObjectMissing, UploadTooLarge
 from core.settings import Settings
 from storage.objects import ObjectStore
+from tests.integration.sdk_support import object_tags, put_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ def test_open_reader_reads_and_seeks_like_a_file(
 ) -> None:
     data = random.Random(size).randbytes(size)
     key = f"reader/{size}"
-    objects.put_bytes(settings.bucket_staging, key, data, "image/png")
+    put_bytes(objects, settings.bucket_staging, key, data, "image/png")
     with objects.open_reader(settings.bucket_staging, key, size) as f:
         assert f.read(10) == data[:10]
         f.seek(-min(size, 100), io.SEEK_END)
@@ -101,10 +102,10 @@ def test_copy_keeps_bytes_replaces_tags_and_reports_a_missing_source(
 ) -> None:
     data = random.Random(3).randbytes(300 * 1024)
     src, dst = "copy/src", "copy/dst"
-    objects.put_bytes(settings.bucket_staging, src, data, "image/png")
+    put_bytes(objects, settings.bucket_staging, src, data, "image/png")
     objects.copy(settings.bucket_staging, src, settings.bucket_quarantine, dst, tags={"a": "b"})
     assert b"".join(objects.iter_range(settings.bucket_quarantine, dst)) == data
-    assert objects.get_tags(settings.bucket_quarantine, dst) == {"a": "b"}
+    assert object_tags(objects, settings.bucket_quarantine, dst) == {"a": "b"}
     objects.delete(settings.bucket_quarantine, dst)
     objects.delete(settings.bucket_staging, src)
     with pytest.raises(ObjectMissing):

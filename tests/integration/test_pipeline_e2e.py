@@ -8,6 +8,7 @@ import requests
 
 from tests.conftest import png_bytes, png_with_chunk
 from tests.integration.conftest import Stack, Tenant
+from tests.integration.sdk_support import object_tags
 
 
 def upload(stack: Stack, tenant: Tenant, name: str, data: bytes) -> requests.Response:
@@ -69,6 +70,6 @@ def test_eicar_inside_a_png_is_infected_and_never_attached(
     assert up.object_key is None and up.staging_key is None
     assert stack.records.get_attachment(attachment.id).current_upload_id is None
     assert up.quarantine_key is not None
-    tags = objects.get_tags(stack.settings.bucket_quarantine, up.quarantine_key)
+    tags = object_tags(objects, stack.settings.bucket_quarantine, up.quarantine_key)
     assert tags["result"] == "infected"
     assert not objects.exists(stack.settings.bucket_staging, f"uploads/{latest.id}")

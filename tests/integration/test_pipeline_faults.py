@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.tasks import TaskName
 from tests.conftest import png_bytes
 from tests.integration.pipeline_support import PrivateStack
+from tests.integration.sdk_support import object_tags, put_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +165,7 @@ def test_signature_added_after_attach_rescan_quarantines(private: PrivateStack) 
     assert up.signature_version == 2 and up.object_key is None
     assert private.records.get_attachment(up.attachment_id).current_upload_id is None
     assert attachments_keys(private) == []
-    tags = private.objects.get_tags(private.settings.bucket_quarantine, up.quarantine_key)
+    tags = object_tags(private.objects, private.settings.bucket_quarantine, up.quarantine_key)
     assert tags["result"] == "infected"
 
 
@@ -180,7 +181,7 @@ def test_reconcile_deletes_staged_objects_without_a_record(private: PrivateStack
     kept = private.submit("kept.png", png_bytes(), "image/png", profile)
     assert private.wait(kept) == "attached"
     bucket = private.settings.bucket_staging
-    private.objects.put_bytes(bucket, "uploads/orphan", b"left by a crashed request", "x/y")
+    put_bytes(private.objects, bucket, "uploads/orphan", b"left by a crashed request", "x/y")
     private.stop_worker()
     pending = private.submit("pending.png", png_bytes(), "image/png", profile)
     result = private.pipeline.reconcile()
