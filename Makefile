@@ -13,7 +13,7 @@ help:
 	@echo "make up     - the same, detached; returns when every component answers"
 	@echo "make down   - stop everything started by make up"
 	@echo "make test   - install what is missing, start the test services, run the tests"
-	@echo "make lint   - ruff; make typecheck - mypy"
+	@echo "make lint   - ruff, lint-imports (the layers), mypy; make typecheck - mypy alone"
 	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md,"
 	@echo "              then the soak (make soak); writes its section of docs/RELIABILITY.md"
 
@@ -62,6 +62,8 @@ soak: install
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.clamd import ClamdClient, EngineVersion
-from core.domain import ACTIVE, State
+from core.domain import ACTIVE, TERMINAL, Reason, State, Transition
 from core.errors import ObjectMissing, ScanLimitExceeded
 from core.tasks import TaskName
 from storage.objects import ObjectStore, attachment_key
@@ -22,7 +22,12 @@ from workers import typecheck
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, str], None]
+_STAGED_MISSING = "the staged file is missing from object storage"
+
+Send = Callable[[TaskName, str], None]
+# Told of every move a step makes (the task layer counts them): a step knows what it changed, so
+# nothing has to read the row again to find out.
+Observe = Callable[[Transition], None]
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Pipeline:
         send: Send,
         limits: Limits,
         clock: Callable[[], datetime] = utcnow,
+        observe: Observe | None = None,
     ) -> None:
         self.records = records
         self.objects = objects
@@ -49,37 +55,39 @@ class Pipeline:
         self.send = send
         self.limits = limits
         self.clock = clock
+        self.observe: Observe = observe or (lambda _: None)
         self.buckets = objects.buckets
 
     # --- scan ---------------------------------------------------------------------------------
 
-    def scan(self, upload_id: str) -> str | None:
+    def scan(self, upload_id: str) -> State | None:
         """Stream the staged object through clamd. Returns the state it leaves the upload in."""
         up = self.records.get_upload(upload_id)
         if up is None or up.state not in (State.STAGED, State.SCANNING):
             return up.state if up else None
         if up.state == State.STAGED:
-            self.records.transition(upload_id, State.STAGED, State.SCANNING)
+            self._move(up, State.STAGED, State.SCANNING)
         assert up.staging_key is not None
         try:
             result = self.scanner.instream(
                 self.objects.iter_range(self.buckets.staging, up.staging_key)
             )
         except ObjectMissing:
-            return self._fail(up, "the staged file is missing from object storage")
+            return self._fail(up, _STAGED_MISSING, Reason.OBJECT_MISSING)
         except ScanLimitExceeded as exc:
             # Over clamd's limits: it was not scanned whole, so it can never count as clean.
-            return self._refuse(up, State.SCANNING, f"too large to scan ({exc})")
+            return self._refuse(up, State.SCANNING, Reason.SCAN_LIMIT, f"too large to scan ({exc})")
         # ServiceUnavailable and ScanError propagate: the task retries them with backoff.
         now = self.clock()
         if result.infected:
             qkey = self._quarantine(
                 self.buckets.staging, up.staging_key, up.id, result.signature, now
             )
-            if self.records.transition(
-                upload_id,
+            if self._move(
+                up,
                 State.SCANNING,
                 State.INFECTED,
+                Reason.INFECTED,
                 reason=f"infected: {result.signature}",
                 signature=result.signature,
                 engine_version=result.engine_version,
@@ -91,8 +99,8 @@ class Pipeline:
                 log.warning("upload %s infected: %s", upload_id, result.signature)
             self.objects.delete(self.buckets.staging, up.staging_key)
             return State.INFECTED
-        if self.records.transition(
-            upload_id,
+        if self._move(
+            up,
             State.SCANNING,
             State.VERIFYING,
             engine_version=result.engine_version,
@@ -104,7 +112,7 @@ class Pipeline:
 
     # --- verify -------------------------------------------------------------------------------
 
-    def verify(self, upload_id: str) -> str | None:
+    def verify(self, upload_id: str) -> State | None:
         up = self.records.get_upload(upload_id)
         if up is None or up.state != State.VERIFYING:
             return up.state if up else None
@@ -121,12 +129,14 @@ class Pipeline:
                         max_svg_bytes=self.limits.max_svg_size,
                     )
             except ObjectMissing:
-                return self._fail(up, "the staged file is missing from object storage")
+                return self._fail(up, _STAGED_MISSING, Reason.OBJECT_MISSING)
             if not verdict.ok:
+                assert verdict.code is not None and verdict.reason is not None
                 return self._refuse(
                     up,
                     State.VERIFYING,
-                    verdict.reason or "content check failed",
+                    verdict.code,
+                    verdict.reason,
                     detected_type=verdict.detected_type,
                 )
             if not self.records.update_upload(
@@ -142,7 +152,7 @@ class Pipeline:
 
     # --- attach -------------------------------------------------------------------------------
 
-    def attach(self, upload_id: str) -> str | None:
+    def attach(self, upload_id: str) -> State | None:
         up = self.records.get_upload(upload_id)
         if up is None or up.state != State.VERIFYING or up.verified_at is None:
             return up.state if up else None
@@ -156,7 +166,7 @@ class Pipeline:
             self.objects.copy(self.buckets.staging, up.staging_key, self.buckets.attachments, key)
         except ObjectMissing:
             if not self.objects.exists(self.buckets.attachments, key):
-                return self._fail(up, "the staged file is missing from object storage")
+                return self._fail(up, _STAGED_MISSING, Reason.OBJECT_MISSING)
             # A previous run copied it and died before committing: carry on.
         outcome = self.records.attach(upload_id, key)
         if outcome is None:
@@ -164,15 +174,18 @@ class Pipeline:
             if current is None:  # the attachment was deleted meanwhile: leave nothing behind
                 self.objects.delete(self.buckets.attachments, key)
             return current.state if current else None
+        self._moved(up, State.VERIFYING, State.ATTACHED)
         self.objects.delete(self.buckets.staging, up.staging_key)
         if not outcome.current:
             # A newer upload of the same name was attached first: this one is history already.
-            self.records.supersede(upload_id, "a newer upload of this name was attached first")
+            if self.records.supersede(upload_id, "a newer upload of this name was attached first"):
+                self._moved(up, State.ATTACHED, State.SUPERSEDED)
             self.objects.delete(self.buckets.attachments, key)
             return State.SUPERSEDED
         old = outcome.replaced
         if old is not None and old.id != upload_id:
-            self.records.supersede(old.id, f"replaced by upload {upload_id}")
+            if self.records.supersede(old.id, f"replaced by upload {upload_id}"):
+                self._moved(old, State.ATTACHED, State.SUPERSEDED)
             if old.object_key:
                 self.objects.delete(self.buckets.attachments, old.object_key)
         log.info("upload %s attached as %s", upload_id, key)
@@ -218,7 +231,7 @@ class Pipeline:
             self.send(TaskName.RESCAN_FILE, up.id)
         return len(batch)
 
-    def rescan_file(self, upload_id: str) -> str | None:
+    def rescan_file(self, upload_id: str) -> State | None:
         """Scan an attached file again. A new detection quarantines it and stops serving it."""
         up = self.records.get_upload(upload_id)
         if up is None or up.state != State.ATTACHED or up.object_key is None:
@@ -228,10 +241,14 @@ class Pipeline:
                 self.objects.iter_range(self.buckets.attachments, up.object_key)
             )
         except ObjectMissing:
-            return self._fail_attached(up, "the attached file is missing from object storage")
+            return self._fail_attached(
+                up, "the attached file is missing from object storage", Reason.OBJECT_MISSING
+            )
         except ScanLimitExceeded as exc:
             # Under today's limits it cannot be scanned whole: it is no longer known to be clean.
-            return self._fail_attached(up, f"too large to rescan ({exc})", state=State.REJECTED)
+            return self._fail_attached(
+                up, f"too large to rescan ({exc})", Reason.SCAN_LIMIT, state=State.REJECTED
+            )
         now = self.clock()
         version = EngineVersion.parse(result.engine_version).signatures
         if not result.infected:
@@ -249,19 +266,23 @@ class Pipeline:
         if self.records.detach_infected(
             upload_id,
             reason=f"infected on rescan with signatures {version}: {result.signature}",
+            reason_code=Reason.INFECTED,
             signature=result.signature,
             engine_version=result.engine_version,
             signature_version=version,
             quarantine_key=qkey,
             scanned_at=now,
         ):
+            self._moved(up, State.ATTACHED, State.INFECTED, Reason.INFECTED)
             log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
         self.objects.delete(self.buckets.attachments, up.object_key)
         return State.INFECTED
 
-    def _fail_attached(self, up: Upload, reason: str, state: str = State.FAILED) -> str:
+    def _fail_attached(
+        self, up: Upload, reason: str, code: Reason, state: State = State.FAILED
+    ) -> State:
         # Leaving `attached` always means: no longer served.
-        self.records.transition(up.id, State.ATTACHED, state, reason=reason)
+        self._move(up, State.ATTACHED, state, code, reason=reason)
         attachment = self.records.get_attachment(up.attachment_id)
         if attachment and attachment.current_upload_id == up.id:
             self.records.clear_current(up.attachment_id, up.id)
@@ -269,26 +290,50 @@ class Pipeline:
 
     # --- failure ------------------------------------------------------------------------------
 
-    def fail(self, upload_id: str, reason: str) -> None:
+    def fail(self, upload_id: str, reason: str, code: Reason) -> None:
         """Give up on an upload after its retries: `failed`, retryable by an operator."""
         up = self.records.get_upload(upload_id)
         if up is not None:
-            self._fail(up, reason)
+            self._fail(up, reason, code)
 
-    def _fail(self, up: Upload, reason: str) -> str:
+    def _fail(self, up: Upload, reason: str, code: Reason) -> State:
         # The staged object is kept: an operator's retry starts again from it.
-        self.records.transition(up.id, tuple(ACTIVE), State.FAILED, reason=reason)
-        log.error("upload %s failed: %s", up.id, reason)
+        if self._move(up, tuple(ACTIVE), State.FAILED, code, reason=reason):
+            log.error("upload %s failed: %s", up.id, reason)
         return State.FAILED
 
-    def _refuse(self, up: Upload, expected: str, reason: str, **values: object) -> str:
-        if self.records.transition(
-            up.id, expected, State.REJECTED, reason=reason, staging_key=None, **values
-        ):
+    def _refuse(
+        self, up: Upload, expected: State, code: Reason, reason: str, **values: object
+    ) -> State:
+        moved = self._move(
+            up, expected, State.REJECTED, code, reason=reason, staging_key=None, **values
+        )
+        if moved:
             log.warning("upload %s rejected: %s", up.id, reason)
         if up.staging_key:
             self.objects.delete(self.buckets.staging, up.staging_key)
         return State.REJECTED
+
+    # --- moves ----------------------------------------------------------------------------------
+
+    def _move(
+        self,
+        up: Upload,
+        expected: State | tuple[State, ...],
+        new: State,
+        code: Reason | None = None,
+        **values: object,
+    ) -> bool:
+        """Compare-and-set the upload from `expected` to `new`; report the move if this call
+        made it (a redelivered task that finds its work done reports nothing)."""
+        if not self.records.transition(up.id, expected, new, reason_code=code, **values):
+            return False
+        self._moved(up, expected if isinstance(expected, State) else State(up.state), new, code)
+        return True
+
+    def _moved(self, up: Upload, before: State, after: State, code: Reason | None = None) -> None:
+        latency = (self.clock() - up.created_at).total_seconds() if after in TERMINAL else None
+        self.observe(Transition(up.id, before, after, code, latency))
 
     # --- retry and reconcile ------------------------------------------------------------------
 
@@ -299,8 +344,8 @@ class Pipeline:
             return False
         if not self.objects.exists(self.buckets.staging, up.staging_key):
             return False
-        if self.records.transition(
-            upload_id,
+        if self._move(
+            up,
             State.FAILED,
             State.STAGED,
             reason=None,
@@ -322,7 +367,7 @@ class Pipeline:
         resent = gave_up = 0
         for up in self.records.stuck_uploads(cutoff, now):
             if up.attempts >= self.limits.max_resends:
-                self._fail(up, f"no progress after {up.attempts} re-sends")
+                self._fail(up, f"no progress after {up.attempts} re-sends", Reason.NO_PROGRESS)
                 gave_up += 1
                 continue
             # Backing off: an upload waiting behind a long queue looks stuck too, and must not
@@ -354,7 +399,7 @@ class Pipeline:
         return deleted
 
 
-def _next_step(up: Upload) -> str:
+def _next_step(up: Upload) -> TaskName:
     if up.state in (State.STAGED, State.SCANNING):
         return TaskName.SCAN
     return TaskName.ATTACH if up.verified_at is not None else TaskName.VERIFY

@@ -1,15 +1,13 @@
-"""Celery signal handlers and a bootstep: log context, message stamps, pipeline metrics and the
-worker heartbeat. Nothing here changes what a task does; a failure here is logged and dropped,
-never allowed to fail a task.
+"""Celery signal handlers and a bootstep: log context, task counters and the worker heartbeat.
+Nothing here changes what a task does; a failure here is logged and dropped, never allowed to
+fail a task.
 
-- Every message published (by the API, a task or the CLI) is stamped with the time it was sent
-  and the request id in the log context, so queue age can be measured and the request id
-  follows an upload from its HTTP request through every task.
-- Around each task the request, upload and task ids are bound into the log context.
-- A pipeline task's effect is read from the store before and after it runs, and counted in
-  Redis (storage/telemetry.py): a state change, a scan outcome, a rejection's reason class,
-  the time an upload took to reach its end.
-- Each worker writes a heartbeat with the queues it consumes (the dashboard's worker list).
+- Around each task the request, upload and task ids are bound into the log context (the
+  request id comes from the stamp storage/broker.py puts on every published message).
+- Retries and failures are Celery's own events, counted in Redis (storage/telemetry.py). What
+  a step changed is counted by the task layer itself (workers/metrics.py), not here.
+- Each worker writes a heartbeat with the queues it consumes: the one answer to "which
+  workers are online" (the dashboard, metrics and `attachd fleet status`).
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from celery.signals import (
 from core import logs
 from core.errors import AttachdError
 from core.settings import Settings
-from core.tasks import TaskName
+from core.tasks import PIPELINE_TASKS, TaskName
 from storage.telemetry import (
     PRESENCE_INTERVAL,
     REQUEST_ID_HEADER,
@@ -43,17 +41,6 @@ from storage.telemetry import (
 )
 
 log = logging.getLogger(__name__)
-
-# Tasks whose first argument is an upload id.
-PIPELINE = (TaskName.SCAN, TaskName.VERIFY, TaskName.ATTACH, TaskName.RESCAN_FILE)
-_TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
-# What the scan step's resulting state says about the scan itself.
-_SCAN_OUTCOME = {
-    "verifying": "clean",
-    "infected": "infected",
-    "rejected": "over_limit",
-    "failed": "error",
-}
 
 
 def short_name(task_name: str) -> str:
@@ -67,12 +54,9 @@ class _Observer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        # Each client with the pid that made it: a pool process forked from the main one makes
-        # its own, and the main process (where failures of lost workers are signalled) never
-        # opens a database connection a child would inherit.
-        self._records: tuple[int, Any] | None = None
+        # The client with the pid that made it: a pool process forked from the main one makes
+        # its own, never using a connection it inherited.
         self._telemetry: tuple[int, Telemetry] | None = None
-        self.before: dict[str, str | None] = {}
         self.tokens: dict[str, Any] = {}
 
     @property
@@ -81,15 +65,6 @@ class _Observer:
             if self._telemetry is None or self._telemetry[0] != os.getpid():
                 self._telemetry = (os.getpid(), Telemetry.from_url(self.settings.redis_url))
             return self._telemetry[1]
-
-    def state_of(self, upload_id: str) -> Any:
-        with self._lock:
-            if self._records is None or self._records[0] != os.getpid():
-                from storage.records import RecordStore
-
-                self._records = (os.getpid(), RecordStore.from_url(self.settings.database_url))
-            records = self._records[1]
-        return records.get_upload(upload_id)
 
     def quietly(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -110,36 +85,21 @@ def install(app: Celery, settings: Settings) -> None:
 
     @task_prerun.connect(weak=False, dispatch_uid="attachd.prerun")
     def _prerun(task_id: str, task: Task, args: tuple[Any, ...] = (), **_: Any) -> None:
-        upload_id = args[0] if task.name in PIPELINE and args else None
+        upload_id = args[0] if task.name in PIPELINE_TASKS and args else None
         obs.tokens[task_id] = logs.bind(
             task_id=task_id,
             task=task.name,
             upload_id=upload_id,
             request_id=task.request.get(REQUEST_ID_HEADER),
         )
-        if upload_id:
-            up = obs.quietly("read before", lambda: obs.state_of(upload_id))
-            obs.before[task_id] = up.state if up else None
 
     @task_postrun.connect(weak=False, dispatch_uid="attachd.postrun")
-    def _postrun(
-        task_id: str,
-        task: Task,
-        args: tuple[Any, ...] = (),
-        retval: Any = None,
-        state: str | None = None,
-        **_: Any,
-    ) -> None:
-        try:
-            before = obs.before.pop(task_id, None)
-            if task.name in PIPELINE and args and state == "SUCCESS":
-                obs.quietly("count", lambda: _count(obs, task.name, args[0], before, retval))
-        finally:
-            token = obs.tokens.pop(task_id, None)
-            if token is not None:
-                # ValueError: bound in another context, nothing of ours to undo.
-                with contextlib.suppress(ValueError):
-                    logs.reset(token)
+    def _postrun(task_id: str, **_: Any) -> None:
+        token = obs.tokens.pop(task_id, None)
+        if token is not None:
+            # ValueError: bound in another context, nothing of ours to undo.
+            with contextlib.suppress(ValueError):
+                logs.reset(token)
 
     @task_retry.connect(weak=False, dispatch_uid="attachd.retry")
     def _retry(sender: Task | None = None, **_: Any) -> None:
@@ -158,27 +118,6 @@ def install(app: Celery, settings: Settings) -> None:
         obs.quietly("failure", lambda: obs.telemetry.incr("task_failures", short_name(name)))
 
     app.steps["consumer"].add(_heartbeat_step(settings))
-
-
-def _count(obs: _Observer, task_name: str, upload_id: str, before: str | None, after: Any) -> None:
-    # Only what this run changed: a redelivered task that finds its work done returns the
-    # state it found, equal to `before`, and counts nothing.
-    if not isinstance(after, str) or before is None or after == before:
-        return
-    tele = obs.telemetry
-    tele.incr("upload_transitions", before, after)
-    if task_name == TaskName.SCAN and after in _SCAN_OUTCOME:
-        tele.incr("scan_outcomes", _SCAN_OUTCOME[after])
-    if after == "rejected" or after in _TERMINAL:
-        up = obs.state_of(upload_id)
-        if up is None:
-            return
-        if task_name == TaskName.VERIFY and after == "rejected":
-            from api.overview import reason_class
-
-            tele.incr("typecheck_rejections", "verify", reason_class(up.reason))
-        if up.finished_at is not None:
-            tele.observe_latency(after, (up.finished_at - up.created_at).total_seconds())
 
 
 def _heartbeat_step(settings: Settings) -> type[bootsteps.StartStopStep]:

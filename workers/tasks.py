@@ -1,23 +1,29 @@
 """Celery tasks: thin wrappers that give each pipeline step its delivery options.
 
-Every task is late-acked (a worker that dies mid-task hands the message back), retries only
-ServiceUnavailable and ScanError — the transient ones — with exponential backoff and a maximum,
-and then records `failed` so an operator can retry. Tasks take upload ids, never bytes.
+Every pipeline task is a `PipelineTask`: late-acked (a worker that dies mid-task hands the
+message back), retrying only the transient errors — ServiceUnavailable and ScanError — with
+Celery's own exponential backoff and jitter, then recording `failed` so an operator can retry.
+Tasks take upload ids, never bytes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 
 from core.clamd import ClamdClient
+from core.domain import Reason, State
 from core.errors import ScanError, ServiceUnavailable
 from core.settings import Settings
-from core.tasks import ROUTES, TaskName
+from core.tasks import TaskName
+from storage import broker
 from storage.objects import ObjectStore
 from storage.records import RecordStore
+from storage.telemetry import Telemetry
+from workers.metrics import TransitionCounter
 from workers.pipeline import Limits, Pipeline
 
 log = logging.getLogger(__name__)
@@ -30,16 +36,56 @@ def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
     records = RecordStore.from_url(settings.database_url)
     objects = ObjectStore.from_settings(settings)
     scanner = ClamdClient(settings.clamd_host, settings.clamd_port, settings.clamd_timeout)
-
-    def send(task: str, upload_id: str) -> None:
-        app.send_task(task, args=[upload_id], queue=ROUTES[task])
-
     limits = Limits(
         max_image_pixels=settings.max_image_pixels,
         max_svg_size=settings.max_svg_size,
         reconcile_after_seconds=settings.reconcile_after_seconds,
     )
-    return Pipeline(records, objects, scanner, send, limits)
+    counter = TransitionCounter(Telemetry.from_url(settings.redis_url))
+    return Pipeline(
+        records,
+        objects,
+        scanner,
+        lambda task, upload_id: broker.send(app, task, upload_id),
+        limits,
+        observe=counter,
+    )
+
+
+class PipelineTask(Task):
+    """What every pipeline task shares: delivery options, Celery's retry policy, and giving up."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT
+    max_retries = MAX_RETRIES
+    retry_backoff = 1  # seconds, doubled per retry ...
+    retry_backoff_max = 60  # ... up to a minute,
+    retry_jitter = True  # and drawn at random below that, so a fleet does not retry in step.
+
+    def run_step(self, pipeline: Pipeline, upload_id: str) -> Any:
+        step: Callable[[str], Any] = getattr(pipeline, TaskName(self.name).short)
+        try:
+            return step(upload_id)
+        except TRANSIENT as exc:
+            if self.request.retries < self.max_retries:
+                log.warning("%s %s: %s; retrying", self.name, upload_id, exc)
+                raise  # autoretry_for: Celery schedules the retry with backoff and jitter
+            return self.give_up(pipeline, upload_id, exc)
+
+    def give_up(self, pipeline: Pipeline, upload_id: str, exc: Exception) -> Any:
+        short = TaskName(self.name).short
+        pipeline.fail(
+            upload_id, f"{short} gave up after {self.max_retries} retries: {exc}", Reason.GAVE_UP
+        )
+        return State.FAILED
+
+
+class RescanTask(PipelineTask):
+    def give_up(self, pipeline: Pipeline, upload_id: str, exc: Exception) -> Any:
+        # An attached file stays attached; the next sweep queues it again.
+        log.error("rescan of %s gave up: %s", upload_id, exc)
+        return None
 
 
 def register(app: Celery, settings: Settings) -> None:
@@ -52,50 +98,35 @@ def register(app: Celery, settings: Settings) -> None:
             holder["p"] = build_pipeline(settings, app)
         return holder["p"]
 
-    def run_step(task: Task, step: str, upload_id: str) -> Any:
-        try:
-            return getattr(pipeline(), step)(upload_id)
-        except TRANSIENT as exc:
-            if task.request.retries < MAX_RETRIES:
-                countdown = min(2**task.request.retries, 60)
-                log.warning("%s %s: %s; retry in %ss", step, upload_id, exc, countdown)
-                raise task.retry(exc=exc, countdown=countdown) from exc
-            if step == "rescan_file":
-                # An attached file stays attached; the next sweep queues it again.
-                log.error("rescan of %s gave up: %s", upload_id, exc)
-                return None
-            pipeline().fail(upload_id, f"{step} gave up after {MAX_RETRIES} retries: {exc}")
-            return "failed"
+    @app.task(name=TaskName.SCAN, base=PipelineTask, bind=True)
+    def scan(self: PipelineTask, upload_id: str) -> Any:
+        return self.run_step(pipeline(), upload_id)
 
-    options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    @app.task(name=TaskName.VERIFY, base=PipelineTask, bind=True)
+    def verify(self: PipelineTask, upload_id: str) -> Any:
+        return self.run_step(pipeline(), upload_id)
 
-    @app.task(name=TaskName.SCAN, **options)
-    def scan(self: Task, upload_id: str) -> Any:
-        return run_step(self, "scan", upload_id)
-
-    @app.task(name=TaskName.VERIFY, **options)
-    def verify(self: Task, upload_id: str) -> Any:
-        return run_step(self, "verify", upload_id)
-
-    @app.task(name=TaskName.ATTACH, **options)
-    def attach(self: Task, upload_id: str) -> Any:
-        return run_step(self, "attach", upload_id)
+    @app.task(name=TaskName.ATTACH, base=PipelineTask, bind=True)
+    def attach(self: PipelineTask, upload_id: str) -> Any:
+        return self.run_step(pipeline(), upload_id)
 
     # Throttled: a new signature version must not turn into a scan storm on the fleet.
-    @app.task(name=TaskName.RESCAN_FILE, rate_limit=settings.rescan_rate_limit, **options)
-    def rescan_file(self: Task, upload_id: str) -> Any:
-        return run_step(self, "rescan_file", upload_id)
-
     @app.task(
-        name=TaskName.RECONCILE, bind=True, acks_late=True, time_limit=600, soft_time_limit=540
+        name=TaskName.RESCAN_FILE, base=RescanTask, bind=True, rate_limit=settings.rescan_rate_limit
     )
-    def reconcile(self: Task) -> Any:
+    def rescan_file(self: RescanTask, upload_id: str) -> Any:
+        return self.run_step(pipeline(), upload_id)
+
+    maintenance: dict[str, Any] = {"acks_late": True, "time_limit": 600, "soft_time_limit": 540}
+
+    @app.task(name=TaskName.RECONCILE, **maintenance)
+    def reconcile() -> Any:
         result = pipeline().reconcile()
         log.info("reconcile: %s", result)
         return result
 
-    @app.task(name=TaskName.RESCAN, bind=True, acks_late=True, time_limit=600, soft_time_limit=540)
-    def rescan(self: Task, since: int | None = None) -> Any:
+    @app.task(name=TaskName.RESCAN, **maintenance)
+    def rescan(since: int | None = None) -> Any:
         try:
             queued = pipeline().rescan(since=since, limit=settings.rescan_batch)
         except TRANSIENT as exc:  # clamd down: the next beat tick tries again

@@ -81,8 +81,13 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
         metric(m, "attachd_upload_transitions_total", **{"from": "verifying", "to": "attached"})
         == 3
     )
+    # Every move is counted, one at a time: the infected file went staged → scanning → infected.
     assert (
-        metric(m, "attachd_upload_transitions_total", **{"from": "staged", "to": "infected"}) == 1
+        metric(m, "attachd_upload_transitions_total", **{"from": "scanning", "to": "infected"})
+        == 1
+    )
+    assert (
+        metric(m, "attachd_upload_transitions_total", **{"from": "staged", "to": "scanning"}) == 4
     )
     assert metric(m, "attachd_upload_latency_seconds_count", state="attached") == 3
     assert metric(m, "attachd_upload_latency_seconds_bucket", state="attached", le="+Inf") == 3
