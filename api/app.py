@@ -1,24 +1,33 @@
 """The app factory: builds the services from settings and wires the routes.
 
-Tests build the same app through the same factory, with other settings or services.
+Tests build the same app through the same factory, with other settings or services: the
+integration tests with the real ones, tests/api with fakes of the ports in api/ports.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import falcon
+from kombu.exceptions import KombuError
+from redis import Redis
+from redis.exceptions import RedisError
 
 from api import errors
 from api.auth import Authorizer
+from api.context import RequestContext
+from api.form import form_handler
+from api.intake import UploadReceiver
+from api.overview import OpsSources
+from api.ports import Check, Counter, Objects, Records, SendScan
 from api.resources import attachments, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
-from api.uploads import UploadReceiver, form_handler
 from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
 from core.settings import Settings
+from core.tasks import ROUTES, TaskName
+from storage.broker import make_celery
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 
@@ -27,21 +36,18 @@ BASE = "/api/1"
 
 @dataclass
 class Services:
-    records: RecordStore
-    objects: ObjectStore
-    enqueue: Callable[[str], None]
-    checks: dict[str, Callable[[], None]]
+    records: Records
+    objects: Objects
+    enqueue: SendScan
+    checks: dict[str, Check]
+    # Where the intake's own refusals are counted (the broker's Redis, beside the workers').
+    refusals: Counter
+    # The dashboard and metrics routes read these; without them (tests/api) they are not mounted.
+    ops: OpsSources | None = None
 
 
 def build_services(settings: Settings) -> Services:
-    # Imported here so that only the API process that really enqueues pulls in Celery's app.
-    from kombu.exceptions import KombuError
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    from core.tasks import ROUTES, TaskName
-    from storage.broker import make_celery
-
+    """The real services. Nothing here connects yet: clients connect on first use."""
     records = RecordStore.from_url(settings.database_url)
     objects = ObjectStore.from_settings(settings)
     celery = make_celery(settings)
@@ -62,13 +68,21 @@ def build_services(settings: Settings) -> Services:
         except RedisError as exc:
             raise ServiceUnavailable("redis", str(exc)) from exc
 
-    checks = {
+    checks: dict[str, Check] = {
         "database": records.ping,
         "redis": ping_redis,
         "minio": objects.ping,
         "clamd": clamd.ping,
     }
-    return Services(records=records, objects=objects, enqueue=enqueue, checks=checks)
+    ops = ops_routes.sources_from_settings(settings, records)
+    return Services(
+        records=records,
+        objects=objects,
+        enqueue=enqueue,
+        checks=checks,
+        refusals=ops.telemetry,
+        ops=ops,
+    )
 
 
 class PathNormalizer:
@@ -107,7 +121,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         settings, services.records, services.objects, authorizer, services.enqueue
     )
 
-    middleware: list[Any] = [PathNormalizer(settings.url_prefix), NoSniff()]
+    middleware: list[Any] = [
+        PathNormalizer(settings.url_prefix),
+        NoSniff(),
+        RequestContext(),
+        ops_routes.IntakeRejections(services.refusals),
+    ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
@@ -138,6 +157,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
     app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())
-    ops_routes.add_routes(app, settings, services.records)
+    if services.ops is not None:
+        ops_routes.add_routes(app, settings, services.ops)
     app.add_route(f"{BASE}/openapi.json", openapi.OpenApiResource(authorizer, settings.url_prefix))
     return app

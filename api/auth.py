@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from api.ports import AccountReads
 from core.errors import AccessDenied, ActionDenied, NoSuchProfile
-from storage.records import Profile, RecordStore, Token, utcnow
+from storage.records import Profile, Token, utcnow
 
 MANAGE_PROFILES = "MANAGE_PROFILES"
 
 
 class Authorizer:
-    def __init__(self, records: RecordStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, records: AccountReads, clock: Callable[[], datetime] = utcnow) -> None:
         self._records = records
         self._clock = clock
 

@@ -72,6 +72,9 @@ def handle_domain_error(
     for cls, status, code in _MAP:
         if isinstance(ex, cls):
             _reply(req, resp, status, code, str(ex))
+            if isinstance(ex, errors.UnsupportedType):
+                # Typed, for what counts refusals (api/resources/ops.py): never read from the text.
+                req.context.refusal = ex.reason
             if isinstance(ex, errors.ServiceUnavailable):
                 resp.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
                 log.warning("%s %s: %s", req.method, req.path, ex)

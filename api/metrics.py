@@ -19,9 +19,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from api.overview import INTAKE_REASONS, REASON_CLASSES, OpsSources, Probe
+from api.overview import REASON_CLASSES, OpsSources, Probe
 from core.clamd import EngineVersion
-from core.domain import ACTIVE, State
+from core.domain import ACTIVE, INTAKE_REASONS, State
 from storage.telemetry import COUNTERS, LATENCY_BUCKETS
 
 SCAN_OUTCOMES = ("clean", "infected", "over_limit", "error")

@@ -47,22 +47,11 @@ _REASON_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 REASON_CLASSES = (*(name for name, _ in _REASON_CLASSES), "other")
 
-# The API's own refusals (415) before anything is stored.
-INTAKE_REASONS = ("type_not_allowed", "content_mismatch", "other")
-
 
 def reason_class(reason: str | None) -> str:
     for name, pattern in _REASON_CLASSES:
         if reason and pattern.search(reason):
             return name
-    return "other"
-
-
-def intake_reason(message: str) -> str:
-    if "is not allowed" in message:
-        return "type_not_allowed"
-    if "does not match its type" in message:
-        return "content_mismatch"
     return "other"
 
 

@@ -3,6 +3,8 @@ and the clients translate them into these, and api/errors.py maps these to HTTP 
 
 from __future__ import annotations
 
+from core.domain import Reason
+
 
 class AttachdError(Exception):
     """Base class: something the caller can act on, with a message safe to show a client."""
@@ -39,7 +41,12 @@ class UploadTooLarge(AttachdError):
 
 
 class UnsupportedType(AttachdError):
-    """The file's type is not allowed, or its content contradicts its name."""
+    """The file's type is not allowed, or its content contradicts its name: `reason` says which,
+    so what counts refusals never reads the message."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class BadRequest(AttachdError):

@@ -13,11 +13,13 @@ from falcon.uri import encode_value
 
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID, attachment_json
-from api.uploads import TOKEN_FIELD, UploadReceiver, check_object_id, open_form
+from api.form import TOKEN_FIELD, open_form
+from api.intake import UploadReceiver
+from api.names import check_object_id
+from api.ports import Objects, Records
 from core.errors import AttachdError, NotFound
 from core.settings import Settings
-from storage.objects import ObjectStore
-from storage.records import Attachment, Profile, RecordStore, Upload
+from storage.records import Attachment, Profile, Upload
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def token_param(req: falcon.Request) -> str | None:
 
 
 class _Base:
-    def __init__(self, records: RecordStore, objects: ObjectStore, authorizer: Authorizer) -> None:
+    def __init__(self, records: Records, objects: Objects, authorizer: Authorizer) -> None:
         self.records = records
         self.objects = objects
         self.auth = authorizer

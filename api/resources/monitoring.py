@@ -5,14 +5,12 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from collections.abc import Callable
 
 import falcon
 
+from api.ports import Check
 from core import package_version
 from core.errors import AttachdError
-
-Check = Callable[[], None]
 
 
 class StatusResource:

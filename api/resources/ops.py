@@ -16,9 +16,12 @@ from api import overview as ops
 from api.metrics import registry
 from api.operator import OperatorAuth
 from api.overview import OpsSources
+from api.ports import Counter
 from core.clamd import ClamdClient
+from core.domain import Reason
 from core.errors import AttachdError
 from core.settings import Settings
+from core.tasks import Queue
 from storage.records import RecordStore
 from storage.stats import StoreStats
 from storage.telemetry import Telemetry
@@ -109,37 +112,36 @@ def _finite(value: Any) -> Any:
 
 
 class IntakeRejections:
-    """Counts the API's own type refusals (415 before anything is stored) by reason class: with
-    the verifier's, they make the type-check rejection metric."""
+    """Counts the API's own type refusals (415 before anything is stored) by the reason the
+    error handler put on the request (api/errors.py): with the verifier's, they make the
+    type-check rejection metric."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
-        self.telemetry = telemetry
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        if resp.status_code != 415 or not req.path.endswith("/uploadAttachment"):
+        reason: Reason | None = req.context.get("refusal")
+        if reason is None or not req.path.endswith("/uploadAttachment"):
             return
-        media = resp.media if isinstance(resp.media, dict) else {}
-        reason = ops.intake_reason(str(media.get("message", "")))
         with contextlib.suppress(AttachdError):  # a metric must never change the answer
-            self.telemetry.incr("typecheck_rejections", "intake", reason)
+            self.counter.incr("typecheck_rejections", "intake", reason)
 
 
-def add_routes(app: falcon.App, settings: Settings, records: RecordStore) -> None:
-    """The operator routes and the request-context middleware, on an app built by create_app."""
-    from api.context import RequestContext
-    from core.tasks import Queue
-
-    sources = OpsSources(
+def sources_from_settings(settings: Settings, records: RecordStore) -> OpsSources:
+    """Where the dashboard and the metrics read from: the store, the broker's Redis, clamd."""
+    return OpsSources(
         stats=StoreStats(records),
         telemetry=Telemetry.from_url(settings.redis_url),
         clamd=ClamdClient(settings.clamd_host, settings.clamd_port, timeout=2),
         queues=tuple(Queue),
     )
+
+
+def add_routes(app: falcon.App, settings: Settings, sources: OpsSources) -> None:
+    """The operator routes, on an app built by create_app."""
     auth = OperatorAuth.from_settings(settings)
-    app.add_middleware(RequestContext())
-    app.add_middleware(IntakeRejections(sources.telemetry))
     app.add_route("/ops/dashboard", DashboardResource(sources, auth))
     app.add_route("/ops/overview", OverviewResource(sources, auth))
     app.add_route("/metrics", MetricsResource(registry(sources), auth, settings.metrics_public))

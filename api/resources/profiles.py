@@ -13,9 +13,9 @@ import falcon
 from api.auth import Authorizer
 from api.crafter import profile_json
 from api.errors import ParamDeserializationError
-from api.uploads import check_object_id
+from api.names import check_object_id
+from api.ports import Records
 from core.errors import BadRequest, InvalidEmail, NoSuchTenant
-from storage.records import RecordStore
 
 from .attachments import token_param
 
@@ -59,7 +59,7 @@ def _bool(value: str) -> bool:
 
 
 class CreateProfileResource:
-    def __init__(self, records: RecordStore, authorizer: Authorizer) -> None:
+    def __init__(self, records: Records, authorizer: Authorizer) -> None:
         self.records = records
         self.auth = authorizer
 
