@@ -14,9 +14,7 @@ VENV="$REPO_ROOT/.venv"
 export PATH="$VENV/bin:$PATH"
 export ATTACHD_VAR_DIR=${ATTACHD_VAR_DIR:-$REPO_ROOT/var}
 VAR_DIR=$ATTACHD_VAR_DIR
-RUN_DIR="$VAR_DIR/run"
 LOG_DIR="$VAR_DIR/log"
-STACK_PID="$RUN_DIR/stack.pid"
 API="http://${ATTACHD_API_HOST:-127.0.0.1}:${ATTACHD_API_PORT:-8080}${ATTACHD_URL_PREFIX:-}"
 FLOWER="http://127.0.0.1:${ATTACHD_FLOWER_PORT:-5555}"
 # MinIO and clamd ports for the app, derived from the ports the services script starts them on.
@@ -54,24 +52,15 @@ setup() {
     log "  user $ATTACHD_OPS_USER, password in $VAR_DIR/ops-password (or ATTACHD_OPS_PASSWORD)"
 }
 
-stack_running() {
-    [[ -f $STACK_PID ]] && kill -0 "$(cat "$STACK_PID")" 2>/dev/null
-}
-
-wait_ready() {
-    ops_credentials
-    local deadline=$((SECONDS + ${ATTACHD_UP_TIMEOUT:-90}))
-    local api=0 flower=0 worker=0
-    while ((SECONDS < deadline)); do
-        stack_running || { log "the stack exited; see $LOG_DIR/stack.log"; tail -n 40 "$LOG_DIR/stack.log" >&2; return 1; }
-        ((api)) || { curl -fs -o /dev/null "$API/api/1/monitoring/status" && api=1 && log "api up at $API"; } || true
-        ((flower)) || { curl -fs -o /dev/null -u "$ATTACHD_FLOWER_USER:$ATTACHD_FLOWER_PASSWORD" "$FLOWER/healthcheck" && flower=1 && log "flower up at $FLOWER"; } || true
-        ((worker)) || { celery -A workers.app inspect ping --timeout 1 >/dev/null 2>&1 && worker=1 && log "worker answering"; } || true
-        if ((api && flower && worker)); then return 0; fi
-        sleep 1
-    done
-    log "timed out waiting for: $( ((api)) || printf 'api ')$( ((flower)) || printf 'flower ')$( ((worker)) || printf 'worker')"
-    return 1
+# Ctrl-C on `make run 2>&1 | tee run.log` ends tee at once, so whatever the stop prints goes to
+# a closed pipe: SIGPIPE would end this script (and services.sh) half-way, leaving the services
+# running. Ignored here, a failed write says the reader is gone, and the rest goes to a log file.
+stop_services() {
+    trap '' INT PIPE
+    if ! printf '[stack] stopping the services\n' 2>/dev/null >&"$ERR"; then
+        mkdir -p "$LOG_DIR" && exec >>"$LOG_DIR/stack.log" 2>&1
+    fi
+    "$SCRIPT_DIR/services.sh" stop redis minio clamd
 }
 
 case ${1:-} in
@@ -79,30 +68,32 @@ case ${1:-} in
         setup
         ;;
     run)
+        exec {ERR}>&2
+        trap stop_services EXIT
+        trap 'exit 130' INT TERM HUP
         setup
-        trap '"$SCRIPT_DIR/services.sh" stop redis minio clamd' EXIT
-        honcho -f deploy/Procfile -d "$REPO_ROOT" start
+        python -m attachd.stack run &
+        stack=$!
+        # A terminal's Ctrl-C reaches the stack directly (same process group); a signal to this
+        # script alone (make's SIGTERM when make is stopped) is passed on. Either way the
+        # services stop only once the stack has stopped.
+        trap 'kill -TERM "$stack" 2>/dev/null || true' INT TERM HUP
+        code=0
+        wait "$stack" || code=$?
+        # A trapped signal ends `wait` early: the stack is still stopping.
+        while kill -0 "$stack" 2>/dev/null; do wait "$stack" || code=$?; done
+        exit "$code"
         ;;
     up)
-        if stack_running; then
-            log "already up (pid $(cat "$STACK_PID"))"
+        if python -m attachd.stack status; then
+            log "already up"
         else
             setup
-            mkdir -p "$RUN_DIR" "$LOG_DIR"
-            # A session of its own, so `down` can signal honcho and every child at once.
-            setsid honcho -f deploy/Procfile -d "$REPO_ROOT" start >"$LOG_DIR/stack.log" 2>&1 < /dev/null &
-            echo $! >"$STACK_PID"
         fi
-        wait_ready
+        python -m attachd.stack up
         ;;
     down)
-        if stack_running; then
-            pid=$(cat "$STACK_PID")
-            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        fi
-        rm -f "$STACK_PID"
+        python -m attachd.stack down
         "$SCRIPT_DIR/services.sh" stop redis minio clamd
         ;;
     *)

@@ -1,5 +1,6 @@
-"""The real stack for integration tests: a gunicorn API and a Celery worker as subprocesses,
-against the real Redis, MinIO and clamd, with this session's buckets and database."""
+"""The real stack for integration tests: a gunicorn API and a Celery worker as subprocesses
+(started and stopped by attachd.stack, as `make run` starts them), against the real Redis,
+MinIO and clamd, with this session's buckets and database."""
 
 from __future__ import annotations
 
@@ -12,12 +13,22 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
-import requests
 
+from attachd.stack import (
+    Component,
+    StackError,
+    api_ready,
+    file_tail,
+    log_says,
+    spawn,
+    stop,
+    wait_ready,
+    workers_ready,
+)
+from attachd.stack import Stack as ProcessStack
 from core.settings import Settings
 from storage.migrate import upgrade
 from storage.records import RecordStore
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -63,20 +74,11 @@ def wait_for_upload(
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    return spawn(cmd, env, log)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop([proc], timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -94,15 +96,10 @@ def stack(
 ) -> Iterator[Stack]:
     log_dir = tmp_path_factory.mktemp("logs")
     env = settings_env(settings)
-    env["PYTHONUNBUFFERED"] = "1"
     bindir = Path(sys.executable).parent
-    api = _start(
-        [str(bindir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
-        env,
-        log_dir / "api.log",
-    )
-    worker = _start(
-        [
+    worker = Component(
+        "worker",
+        (
             str(bindir / "celery"),
             "-A",
             "workers.app",
@@ -112,33 +109,39 @@ def stack(
             "scan,verify,attach,maintenance",
             "--concurrency=2",
             f"--hostname=test-{os.getpid()}@%h",
-        ],
-        env,
-        log_dir / "worker.log",
+        ),
+        workers_ready(settings.redis_url),
+    )
+    processes = ProcessStack(
+        env, ("api", worker), log_dir=log_dir, start_timeout=30, stop_timeout=20
     )
     try:
-        _wait_for_api(api, f"http://{settings.api_host}:{settings.api_port}", log_dir)
-        wait_for_worker(worker, log_dir / "worker.log")
+        processes.start()
+    except StackError as exc:
+        # A worker that failed to import fails the session at once, not as a 30 s timeout in
+        # the first test that waits for a state.
+        pytest.fail(str(exc))
+    try:
         yield Stack(
             settings=settings,
             records=records,
-            base_url=f"http://{settings.api_host}:{settings.api_port}",
-            env=env,
+            base_url=processes.base_url,
+            env=processes.env,
             log_dir=log_dir,
         )
     finally:
-        _stop(api)
-        _stop(worker)
+        processes.stop()
 
 
 def wait_for_worker(worker: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
     """A worker that failed to import must fail the session at once, not as a 30 s timeout in
     the first test that waits for a state."""
-    deadline = time.monotonic() + timeout
-    while b" ready." not in log.read_bytes():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"celery worker did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    try:
+        wait_ready(
+            "celery worker", worker, log_says(log, b" ready."), timeout, lambda: file_tail(log)
+        )
+    except StackError as exc:
+        pytest.fail(str(exc))
 
 
 def _wait_for_api(api: subprocess.Popen[bytes], base: str, log_dir: Path) -> None:
@@ -150,16 +153,10 @@ def _wait_for_api(api: subprocess.Popen[bytes], base: str, log_dir: Path) -> Non
 
 def wait_for_api(api: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 30) -> None:
     """Until gunicorn answers; its log's tail in the error when it exits or never answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(base + "/api/1/monitoring/version", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        if api.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"gunicorn did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    try:
+        wait_ready("gunicorn", api, api_ready(base), timeout, lambda: file_tail(log))
+    except StackError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @dataclass
