@@ -1,23 +1,22 @@
 """The benchmarks' own stack: services on the ports of deploy/env/bench.env, a fresh record store,
-gunicorn, and the default workers when a case asks for them. Everything started here is stopped
-on the way out, also on an error or Ctrl-C."""
+gunicorn, and the default workers when a case asks for them, started, awaited and stopped by
+attachd.stack as `make run` starts them. Everything started here is stopped on the way out, also
+on an error or Ctrl-C."""
 
 from __future__ import annotations
 
-import os
+import functools
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 import redis
-import requests
 
+from attachd.stack import api_ready, file_tail, spawn, stop, wait_ready, workers_ready
 from bench.target import Target
 from core.settings import Settings
 
@@ -170,62 +169,25 @@ class BenchStack:
                     raise RuntimeError(f"could not delete {bucket}/{error.name}: {error.message}")
 
     def _start(self, name: str, *cmd: str) -> subprocess.Popen[bytes]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                [str(BIN / cmd[0]), *cmd[1:]],
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Its own session: Ctrl-C reaches only us, and we stop it in order.
-                start_new_session=True,
-            )
+        # A session of its own (attachd.stack.spawn): Ctrl-C reaches only us, and we stop it.
+        proc = spawn([str(BIN / cmd[0]), *cmd[1:]], self.env, self.log_dir / f"{name}.log")
         self._procs[name] = proc
         return proc
 
     def _stop(self, name: str) -> None:
-        proc = self._procs.pop(name)
-        if proc.poll() is None:
-            proc.terminate()
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-        # Whatever is left of its session (gunicorn and celery children), then the leader.
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop([self._procs.pop(name)], timeout=30)
 
-    def _fail(self, name: str, why: str) -> RuntimeError:
-        log = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-        return RuntimeError(f"{name} {why}; last lines of {self.log_dir / name}.log:\n{log}")
+    def _tail(self, name: str) -> str:
+        return f"last lines of {self.log_dir / name}.log:\n" + file_tail(
+            self.log_dir / f"{name}.log"
+        )
 
     def _wait_api(self, proc: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise self._fail("api", "exited during start-up")
-            try:
-                if requests.get(self.base_url + "/api/1/monitoring/version", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise self._fail("api", "did not answer within 60 s")
-            time.sleep(0.2)
+        ready = api_ready(self.base_url)
+        wait_ready("api", proc, ready, 60, functools.partial(self._tail, "api"))
 
     def _wait_worker(self, proc: subprocess.Popen[bytes]) -> None:
-        from storage.broker import make_celery
-
-        app = make_celery(self.settings)
-        deadline = time.monotonic() + 60
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise self._fail("worker", "exited during start-up")
-                if app.control.ping(timeout=0.5):
-                    return
-                if time.monotonic() > deadline:
-                    raise self._fail("worker", "did not answer within 60 s")
-        finally:
-            app.close()
+        # `attachd worker` runs a node per pool; a worker started with a concurrency is one node.
+        nodes = len(self.settings.pools()) if self.worker_concurrency is None else 1
+        ready = workers_ready(self.settings.redis_url, nodes)
+        wait_ready("worker", proc, ready, 60, functools.partial(self._tail, "worker"))
