@@ -3,7 +3,8 @@
 A custom collector instead of module-level gauges: under gunicorn each worker process would
 otherwise hold its own numbers, and a restart would zero them. Here every process reads the same
 store and the same Redis, so any of them answers any scrape with the same values. The counters
-only workers witness are kept in Redis by workers/signals.py (see storage/telemetry.py).
+only workers witness are kept in Redis by workers/metrics.py and workers/signals.py (see
+storage/telemetry.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from api.overview import REASON_CLASSES, OpsSources, Probe
+from api.overview import OpsSources, Probe
 from core.clamd import EngineVersion
-from core.domain import ACTIVE, INTAKE_REASONS, State
+from core.domain import ACTIVE, INTAKE_REASONS, VERIFY_REASONS, State
 from storage.telemetry import COUNTERS, LATENCY_BUCKETS
 
 SCAN_OUTCOMES = ("clean", "infected", "over_limit", "error")
@@ -29,7 +30,7 @@ SCAN_OUTCOMES = ("clean", "infected", "over_limit", "error")
 _HELP = {
     "upload_transitions": "Upload state changes made by pipeline tasks",
     "scan_outcomes": "clamd scans by outcome (error: clamd unreachable or failing, per attempt)",
-    "typecheck_rejections": "Uploads refused for their content, by stage and reason class",
+    "typecheck_rejections": "Uploads refused for their content, by stage and reason",
     "task_retries": "Task retries after a transient error",
     "task_failures": "Tasks that raised an unexpected error",
 }
@@ -38,8 +39,8 @@ _HELP = {
 _KNOWN: dict[str, list[tuple[str, ...]]] = {
     "scan_outcomes": [(o,) for o in SCAN_OUTCOMES],
     "typecheck_rejections": [
-        *(("verify", r) for r in REASON_CLASSES if r != "scan_limit"),
-        *(("intake", r) for r in INTAKE_REASONS),
+        *(("verify", r.value) for r in VERIFY_REASONS),
+        *(("intake", r.value) for r in INTAKE_REASONS),
     ],
 }
 

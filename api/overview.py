@@ -8,7 +8,6 @@ reported as down; the rest of the picture is still drawn.
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,38 +20,6 @@ from core.errors import AttachdError
 from storage.records import utcnow
 from storage.stats import StoreStats
 from storage.telemetry import QueueState, Telemetry
-
-# Reasons are free text written for people; these bounded classes are what metrics and the
-# dashboard group them by. First match wins.
-_REASON_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("scan_limit", re.compile(r"^too large to scan")),
-    ("empty", re.compile(r"file is empty")),
-    ("too_large", re.compile(r"over the limit|image is too large")),
-    ("svg_unsafe", re.compile(r"^SVG (?!is not well-formed)")),
-    ("polyglot", re.compile(r"data after the end|ZIP archive|markup")),
-    (
-        "type_mismatch",
-        re.compile(
-            r"^content is|not a type this check can verify|"
-            r"root element is"
-        ),
-    ),
-    (
-        "corrupt",
-        re.compile(
-            r"truncated|corrupt|cannot decode|not a readable|not well-formed|"
-            r"Pillow warned"
-        ),
-    ),
-)
-REASON_CLASSES = (*(name for name, _ in _REASON_CLASSES), "other")
-
-
-def reason_class(reason: str | None) -> str:
-    for name, pattern in _REASON_CLASSES:
-        if reason and pattern.search(reason):
-            return name
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -100,9 +67,8 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     states = attempt("database", st.counts_by_state)
     moved = attempt("database", st.last_moved) or {}
     finished = attempt("database", lambda: st.finished_since(since)) or []
-    reasons = (
-        attempt("database", lambda: st.reasons_since(State.REJECTED, now - timedelta(hours=24)))
-        or []
+    rejected_by_reason = (
+        attempt("database", lambda: st.rejections_since(now - timedelta(hours=24))) or {}
     )
     problems = attempt("database", st.recent_problems) or []
     queues: list[QueueState] = (
@@ -120,10 +86,6 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         if bucket in per_minute:
             per_minute[bucket][f.state] += 1
     latencies = sorted((f.finished_at - f.created_at).total_seconds() for f in finished)
-    rejected_by_class: dict[str, int] = {}
-    for reason in reasons:
-        cls = reason_class(reason)
-        rejected_by_class[cls] = rejected_by_class.get(cls, 0) + 1
 
     consumers: dict[str, int] = {}
     for w in workers:
@@ -170,14 +132,17 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
             "p95": _percentile(latencies, 95),
             "max": latencies[-1] if latencies else None,
         },
-        "rejections_24h": dict(sorted(rejected_by_class.items(), key=lambda kv: -kv[1])),
+        "rejections_24h": {
+            str(reason): n
+            for reason, n in sorted(rejected_by_reason.items(), key=lambda kv: -kv[1])
+        },
         "problems": [
             {
                 "id": p.id,
                 "state": p.state,
                 "name": p.original_name,
                 "reason": p.reason,
-                "reason_class": reason_class(p.reason) if p.state == State.REJECTED else None,
+                "reason_class": p.reason_code if p.state == State.REJECTED else None,
                 "attempts": p.attempts,
                 "when": p.updated_at.isoformat(timespec="seconds"),
             }

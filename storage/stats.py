@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from core.domain import ACTIVE, TERMINAL, State
+from core.domain import ACTIVE, TERMINAL, Reason, State
 from storage.records import RecordStore, as_utc
 from storage.schema import uploads
 
@@ -30,6 +30,7 @@ class Problem:
     state: str
     original_name: str
     reason: str | None
+    reason_code: Reason | None
     attempts: int
     updated_at: datetime
 
@@ -74,16 +75,15 @@ class StoreStats:
             for r in rows
         ]
 
-    def reasons_since(self, state: str, since: datetime, limit: int = 10_000) -> list[str]:
+    def rejections_since(self, since: datetime) -> dict[Reason, int]:
+        """Rejected uploads since `since`, counted by their typed reason."""
         with self.records.transaction() as conn:
-            return [
-                r or ""
-                for r in conn.execute(
-                    select(uploads.c.reason)
-                    .where(uploads.c.state == state, uploads.c.updated_at >= since)
-                    .limit(limit)
-                ).scalars()
-            ]
+            rows = conn.execute(
+                select(uploads.c.reason_code, func.count())
+                .where(uploads.c.state == State.REJECTED, uploads.c.updated_at >= since)
+                .group_by(uploads.c.reason_code)
+            ).all()
+        return {Reason(code or Reason.OTHER): n for code, n in rows}
 
     def recent_problems(self, limit: int = 20) -> list[Problem]:
         """The latest failed, rejected and infected uploads, newest first."""
@@ -94,6 +94,7 @@ class StoreStats:
                     uploads.c.state,
                     uploads.c.original_name,
                     uploads.c.reason,
+                    uploads.c.reason_code,
                     uploads.c.attempts,
                     uploads.c.updated_at,
                 )
@@ -102,6 +103,14 @@ class StoreStats:
                 .limit(limit)
             ).all()
         return [
-            Problem(r.id, r.state, r.original_name, r.reason, r.attempts, as_utc(r.updated_at))  # type: ignore[arg-type]
+            Problem(
+                r.id,
+                r.state,
+                r.original_name,
+                r.reason,
+                Reason(r.reason_code) if r.reason_code else None,
+                r.attempts,
+                as_utc(r.updated_at),  # type: ignore[arg-type]
+            )
             for r in rows
         ]

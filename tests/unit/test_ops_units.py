@@ -1,4 +1,4 @@
-"""Pure parts of the operations code: signature parsing, reason classes, pool settings, JSON log
+"""Pure parts of the operations code: signature parsing, pool settings, JSON log
 lines, operator auth, and the commands that start workers and Flower."""
 
 from __future__ import annotations
@@ -13,34 +13,12 @@ import pytest
 from falcon import testing
 
 from api.operator import OperatorAuth
-from api.overview import reason_class
 from attachd.fleet import FleetStatus, TaskRef, WorkerState, render
 from attachd.launch import check_pools, flower_command, node_name, worker_argv
 from core import logs
 from core.errors import ConfigError
 from core.settings import Settings, parse_pool
 from storage.telemetry import QueueState
-
-
-@pytest.mark.parametrize(
-    ("reason", "expected"),
-    [
-        ("too large to scan (Heuristics.Limits.Exceeded.MaxFileSize)", "scan_limit"),
-        ("content is image/gif, not image/png", "type_mismatch"),
-        ("image is 9000x9000 = 81000000 pixels, over the limit of 40000000", "too_large"),
-        ("SVG contains a <script> element", "svg_unsafe"),
-        ("SVG is not well-formed XML: mismatched tag", "corrupt"),
-        (
-            "data after the end of the PNG image (40 bytes): looks like an appended ZIP archive",
-            "polyglot",
-        ),
-        ("truncated JPEG: the image needs 900 bytes, the file has 500", "corrupt"),
-        ("the file is empty", "empty"),
-        (None, "other"),
-    ],
-)
-def test_rejection_reasons_fall_into_bounded_classes(reason: str | None, expected: str) -> None:
-    assert reason_class(reason) == expected
 
 
 def test_worker_pools_parse_and_bad_ones_stop_startup() -> None:
