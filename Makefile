@@ -43,8 +43,15 @@ test-deps:
 	@ATTACHD_TEST_DEPS=1 deploy/scripts/ensure-deps.sh
 
 # Tests use their own ports and var/test (deploy/env/test.env), so they can run beside `make up`.
+# The services this run starts stop when it ends, pass or fail (ones already running are left
+# alone); KEEP_SERVICES=1 keeps them running for quicker reruns.
+KEEP_SERVICES ?=
 test: install test-deps
 	set -a && source deploy/env/test.env && set +a && \
+	  started=$$(for s in redis minio clamd postgres; do \
+	    deploy/scripts/services.sh status $$s >/dev/null 2>&1 || echo $$s; done) && \
+	  if [[ -z "$(KEEP_SERVICES)" && -n $$started ]]; then \
+	    trap 'deploy/scripts/services.sh stop $$started' EXIT; trap 'exit 130' INT TERM; fi && \
 	  deploy/scripts/services.sh start && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS)
 
