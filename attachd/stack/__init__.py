@@ -25,6 +25,7 @@ from typing import IO
 import requests
 
 from attachd.launch import _die_with_parent
+from core.errors import ServiceUnavailable
 from core.settings import Settings
 from storage.telemetry import Telemetry
 
@@ -69,7 +70,7 @@ def workers_ready(redis_url: str, count: int = 1) -> Probe:
     def probe(proc: subprocess.Popen[bytes]) -> bool:
         try:
             presences = telemetry.workers()
-        except Exception:  # Redis not answering yet is "not ready", not a failure
+        except ServiceUnavailable:  # Redis not answering yet is "not ready", not a failure
             return False
         mine = 0
         for p in presences:

@@ -38,7 +38,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for f in fields(settings):
         value = getattr(settings, f.name)
         if isinstance(value, tuple):
-            value = ",".join(value)
+            value = ",".join(map(str, value))
         env["ATTACHD_" + f.name.upper()] = str(value)
     return env
 
@@ -106,7 +106,7 @@ def stack(
             "worker",
             "--loglevel=INFO",
             "-Q",
-            "scan,verify,attach,maintenance",
+            "scan,verify,attach,maintenance,webhooks",
             "--concurrency=2",
             f"--hostname=test-{os.getpid()}@%h",
         ),

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from attachd.stack import spawn, stop
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -155,3 +156,30 @@ def test_ctrl_c_on_a_piped_make_run_leaves_no_process(tmp_path: Path) -> None:
             proc.wait()
         reader.join(5)
         os.close(master)
+
+
+def test_a_component_deaf_to_sigterm_is_killed_with_its_children_after_the_bound(
+    tmp_path: Path,
+) -> None:
+    """As Flower was seen to: SIGTERM ignored. It and what it started go after `timeout`."""
+    marker = str(tmp_path)
+    script = f"trap '' TERM; sleep 300 & sleep 301 & : {marker}; wait"
+    env = {"PATH": os.environ["PATH"], "MARK": marker}  # children inherit it
+    proc = spawn(["bash", "-c", script], env, tmp_path / "deaf.log")
+    try:
+        deadline = time.monotonic() + 10
+        while len(mentioning(marker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(mentioning(marker)) == 3, mentioning(marker)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    started = time.monotonic()
+    stop([proc], timeout=1.0)
+    assert time.monotonic() - started < 5
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while (left := mentioning(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left
