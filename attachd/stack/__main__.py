@@ -58,8 +58,9 @@ def run(start_timeout: float, stop_timeout: float) -> int:
         # A signal only asks: the stop that follows is bounded and must not be cut short by a
         # second Ctrl-C (which would leave the components running).
         signal.signal(sig, lambda signum, frame: stopping.set())
-    stack = Stack(os.environ, start_timeout=start_timeout, stop_timeout=stop_timeout)
-    stack.cancel = stopping
+    stack = Stack(
+        os.environ, start_timeout=start_timeout, stop_timeout=stop_timeout, cancel=stopping
+    )
     state = var_path(stack.settings, "run", "stack.json")
     write_state(state, pid=os.getpid(), ready=False)
     gone = None
