@@ -31,11 +31,12 @@ def format_file_size(size: int) -> str:
 
 def attachment_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
     return {
-        "md5": upload.md5,
+        # The bytes served (sanitized, once attached); at upload time, the bytes received.
+        "md5": upload.served.md5,
         "contentType": upload.declared_type,
-        "fileSize": format_file_size(upload.size),
+        "fileSize": format_file_size(upload.served.size),
         "fileName": attachment.file_name,
-        "fileSizeBytes": upload.size,
+        "fileSizeBytes": upload.served.size,
         "id": attachment.id,
     }
 

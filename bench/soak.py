@@ -199,7 +199,8 @@ def leftovers(target: Target, settings: Settings) -> dict[str, int]:
     attached = {k for k, _ in objects.list_keys(settings.bucket_attachments)}
     quarantined = {k for k, _ in objects.list_keys(settings.bucket_quarantine)}
     want_staged = {u.staging_key for u in uploads if u.staging_key}
-    want_attached = {u.object_key for u in uploads if u.state == State.ATTACHED}
+    # An attached version's renditions are served beside it (storage/served.py).
+    want_attached = {k for u in uploads if u.state == State.ATTACHED for k in u.served_keys()}
     want_quarantined = {u.quarantine_key for u in uploads if u.quarantine_key}
     served = {u.id for u in uploads if u.state == State.ATTACHED}
     return {

@@ -52,6 +52,12 @@ def attachment_key(tenant: str, profile_id: str, attachment_id: str, upload_id: 
     return f"{tenant}/{profile_id}/{attachment_id}/{upload_id}"
 
 
+def rendition_key(object_key: str, px: int) -> str:
+    """Beside the served file, never under it: a listing of one version's key as a prefix
+    finds the file and its renditions alike."""
+    return f"{object_key}@{px}"
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, S3Error) and exc.code in _MISSING_CODES:
         return ObjectMissing(f"{exc.bucket_name}/{exc.object_name}: {exc.code}")
@@ -162,6 +168,30 @@ class ObjectStore:
                             rule_filter=Filter(prefix=""),
                             rule_id="expire-staging",
                             expiration=Expiration(days=staging_expiry_days),
+                        )
+                    ]
+                ),
+            )
+
+    def ensure_expiring_bucket(self, name: str, days: int) -> None:
+        """A private bucket whose objects expire after `days` (kept originals of sanitized
+        pictures): nothing serves from it, the lifecycle rule is what deletes."""
+        with _sdk():
+            if not self.client.bucket_exists(name):
+                try:
+                    self.client.make_bucket(name)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            self.client.set_bucket_lifecycle(
+                name,
+                LifecycleConfig(
+                    [
+                        Rule(
+                            ENABLED,
+                            rule_filter=Filter(prefix=""),
+                            rule_id="expire-originals",
+                            expiration=Expiration(days=days),
                         )
                     ]
                 ),

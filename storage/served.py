@@ -1,0 +1,53 @@
+"""What an attached version serves: its file (sanitized, or as received) and its renditions.
+A mixin of storage.uploads.Upload, kept apart so the record module stays about queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from storage.objects import rendition_key
+
+
+@dataclass(frozen=True)
+class ServedBytes:
+    md5: str
+    sha256: str
+    size: int
+
+
+class Served:
+    # Fields of Upload (storage/uploads.py) this reads.
+    md5: str
+    sha256: str
+    size: int
+    object_key: str | None
+    served_md5: str | None
+    served_sha256: str | None
+    served_size: int | None
+    renditions: list[dict[str, Any]] | None
+
+    @property
+    def served(self) -> ServedBytes:
+        """The bytes details, list and download describe: the sanitized file, or as received."""
+        if self.served_md5 is None or self.served_sha256 is None or self.served_size is None:
+            return ServedBytes(self.md5, self.sha256, self.size)
+        return ServedBytes(self.served_md5, self.served_sha256, self.served_size)
+
+    @property
+    def rendition_sizes(self) -> tuple[int, ...]:
+        return tuple(int(r["px"]) for r in self.renditions or ())
+
+    def rendition(self, px: int) -> ServedBytes | None:
+        for r in self.renditions or ():
+            if int(r["px"]) == px:
+                return ServedBytes(str(r["md5"]), str(r["sha256"]), int(r["size"]))
+        return None
+
+    def served_keys(self) -> list[str]:
+        """Every object of this version in the attachments bucket: the file and its renditions,
+        deleted together."""
+        if not self.object_key:
+            return []
+        sizes = self.rendition_sizes
+        return [self.object_key, *(rendition_key(self.object_key, px) for px in sizes)]
