@@ -100,9 +100,7 @@ def test_reencode_changes_the_bytes_and_keeps_the_look(
     fmt: str, content_type: str, bound: float
 ) -> None:
     # Written otherwise than the re-encoder writes (another zlib level, another quality).
-    options: dict[str, Any] = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 60}}.get(
-        fmt, {}
-    )
+    options: dict[str, Any] = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 60}}.get(fmt, {})
     data = samples.plain(fmt, **options)
     result = sanitize(data, content_type, Policy.REENCODE, (), BOUNDS)
     assert result.data is not None and result.steps == (Step.REENCODE,)
