@@ -102,3 +102,68 @@ class RssSampler:
     @property
     def growth(self) -> int:
         return max((self.peak[p] - self.baseline[p] for p in self.baseline), default=0)
+
+
+# --- CPU time -----------------------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # Fields from 3 on (state, ppid, ...): index 0 here is field 3 of proc(5).
+    return stat.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, *, reaped: bool = True) -> float:
+    """utime + stime of `pid` (all its threads), plus, with `reaped`, cutime + cstime: what its
+    children that have exited and been waited for used. 0 once it is gone."""
+    f = _stat_fields(pid)
+    if f is None:
+        return 0.0
+    ticks = int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
+    if reaped:
+        ticks += int(f[13]) + int(f[14])  # cutime, cstime (fields 16, 17)
+    return ticks / TICK
+
+
+def tree(root: int) -> list[int]:
+    """`root` and all its descendants alive now."""
+    parents: dict[int, list[int]] = {}
+    for pid in _pids():
+        ppid = _ppid(pid)
+        if ppid is not None:
+            parents.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, ()))
+    return out
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a whole process tree, including children that exited: a pool process that died
+    during a run took its time into its parent's cutime, so the difference of two readings is
+    what the tree used in between (a child counted in the first reading is counted again, in
+    its parent, only for what it used after it)."""
+    return sum(cpu_seconds(pid) for pid in tree(root))
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core, everyone's processes), from
+    /proc/stat: idle and iowait are left out."""
+    fields = [int(x) for x in (PROC / "stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICK

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench.accounting import REST, TOTAL
 from bench.cases import human
 from bench.config import GiB, Sizes
 from bench.results import CaseResult, Figure
@@ -171,7 +172,45 @@ def table(run: Run) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for c in run.cases:
+        rows = cpu_rows(c)
+        if rows:
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            lines += ["", f"{c.case}: CPU ms per file"]
+            lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
+
+
+SIDES = ("attachd", "floor", "peer")
+
+
+def cpu_rows(case: CaseResult) -> list[list[str]]:
+    """CPU ms per file of each class of process, each side beside the floor, and what attachd
+    spends above the floor's for that class; then the totals, the wall clock and the cores kept
+    busy. Empty where the case did not account."""
+    cpu = case.details.get("cpu") if isinstance(case.details, dict) else None
+    if not cpu:
+        return []
+    sides = [side for side in SIDES if side in cpu]
+    per = {side: cpu[side]["cpu_ms_per_file"] for side in sides}
+    names: list[str] = []
+    for side in sides:
+        names += [n for n in per[side] if n not in names and n not in (TOTAL, REST)]
+    rows = [["process", *[f"{side} ms/file" for side in sides], "attachd above floor"]]
+
+    def above(name: str) -> str:
+        if "attachd" not in per or "floor" not in per:
+            return "—"
+        return _num(per["attachd"].get(name, 0.0) - per["floor"].get(name, 0.0))
+
+    for name in [*names, TOTAL, REST]:
+        cells = [_num(per[side].get(name)) if name in per[side] else "—" for side in sides]
+        rows.append([name, *cells, above(name) if name != REST else "—"])
+    wall = [1000 * cpu[s]["wall_seconds"] / max(cpu[s]["files"], 1) for s in sides]
+    rows.append(["wall clock per file", *[_num(w) for w in wall], "—"])
+    busy = [cpu[s]["cpu_seconds"][TOTAL] / max(cpu[s]["wall_seconds"], 1e-9) for s in sides]
+    rows.append(["cores kept busy (ours)", *[_num(b) for b in busy], "—"])
+    return rows
 
 
 def markdown(run: Run) -> str:
@@ -191,6 +230,24 @@ def markdown(run: Run) -> str:
     ]
     out += ["| " + " | ".join(_row(f)) + " |" for c in run.cases for f in c.figures]
     out += [f"| {c.case} | FAILED: {c.error} | | | | | |" for c in run.cases if c.error]
+    accounted = [(c, cpu_rows(c)) for c in run.cases]
+    if any(rows for _, rows in accounted):
+        out += [
+            "",
+            "## Where the CPU goes",
+            "",
+            "CPU milliseconds per file of each class of process over the round each figure above "
+            "comes from, read from /proc/<pid>/stat (utime + stime of every process in the "
+            "class's tree, and of its children that exited). The bench client is this process: "
+            "it uploads and polls, and does the floor's work itself. The rest of the machine is "
+            "what everyone else on it used meanwhile (other work on a shared machine).",
+        ]
+    for c, rows in accounted:
+        if not rows:
+            continue
+        out += ["", f"**{c.case}**", "", "| " + " | ".join(rows[0]) + " |"]
+        out += ["|" + "---|" * len(rows[0])]
+        out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     out += ["", "## What each case measures", ""]
     for c in run.cases:
         if c.error:

@@ -59,7 +59,9 @@ class BenchStack:
             self._run("attachd", "init-storage")
             api = self._start("api", "gunicorn", "-c", "deploy/gunicorn.conf.py", "api.wsgi:app")
             self._wait_api(api)
-            self.target = Target.connect(self.settings, self.base_url, api.pid, self.workers)
+            self.target = Target.connect(
+                self.settings, self.base_url, api.pid, self.workers, worker_root=self._worker_pid
+            )
         except BaseException:
             self.close()
             raise
@@ -124,6 +126,10 @@ class BenchStack:
             yield
         finally:
             self._stop("worker")
+
+    def _worker_pid(self) -> int | None:
+        proc = self._procs.get("worker")
+        return proc.pid if proc is not None else None
 
     # --- pieces ---------------------------------------------------------------------------------
 

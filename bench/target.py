@@ -37,6 +37,9 @@ class Target:
     # True where the default workers run all along (the test stack): B1 and B2 then leave their
     # staged files to the pipeline rather than delete them from under it.
     workers_running: bool = False
+    # The pid of the workers' root process while they run (bench/accounting.py counts its CPU);
+    # None where it is not known (the test stack's worker belongs to its fixture).
+    worker_root: Callable[[], int | None] = lambda: None
 
     @classmethod
     def connect(
@@ -47,6 +50,7 @@ class Target:
         workers: Callable[[], AbstractContextManager[object]],
         *,
         workers_running: bool = False,
+        worker_root: Callable[[], int | None] = lambda: None,
     ) -> Target:
         objects = ObjectStore.from_settings(settings)
         # The direct side of each comparison writes here, never into the pipeline's buckets.
@@ -67,6 +71,7 @@ class Target:
             scratch_bucket=scratch,
             tenant=tenant,
             workers_running=workers_running,
+            worker_root=worker_root,
         )
 
     def account(self, username: str) -> Account:

@@ -20,7 +20,10 @@ from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-FIGURES_PER_CASE = {"B1": 2, "B2": 3, "B3": 5, "B4": 1}
+FIGURES_PER_CASE = {"B1": 3, "B2": 3, "B3": 7, "B4": 1}
+# The processes every accounted side is found to have (the test stack's worker belongs to its
+# fixture, so the worker pools are accounted only by `make bench`).
+ACCOUNTED = {"API (gunicorn)", "MinIO", "clamd", "Redis", "bench client"}
 
 
 def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path) -> None:
@@ -49,6 +52,20 @@ def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path)
             if figure.goal is not None:
                 assert figure.met in (True, False), figure
 
+    # B2 and B3 say where the CPU went, per class of process, for attachd and its floor (and B3's
+    # synchronous peer), over rounds that did work: the client at least spent something.
+    for case in (c for c in run.cases if c.case in ("B2", "B3")):
+        sides = case.details["cpu"]
+        assert set(sides) == (
+            {"attachd", "floor", "peer"} if case.case == "B3" else {"attachd", "floor"}
+        )
+        for side, usage in sides.items():
+            assert set(usage["cpu_ms_per_file"]) >= ACCOUNTED, (case.case, side)
+            assert usage["files"] > 0 and usage["wall_seconds"] > 0, (case.case, side)
+            assert usage["cpu_seconds"]["total of ours"] > 0, (case.case, side)
+        if case.case == "B3":
+            assert "peer (gunicorn)" in sides["peer"]["cpu_ms_per_file"]
+
     saved = json.loads(report.write_json(run, tmp_path / "results").read_text())
     assert {"date", "machine", "versions", "sizes", "settings", "cases"} <= set(saved)
     assert {"cpu", "cores", "memory", "kernel"} <= set(saved["machine"])
@@ -61,3 +78,5 @@ def test_the_harness_produces_a_well_formed_result(stack: Stack, tmp_path: Path)
     for case in run.cases:
         for figure in case.figures:
             assert f"| {case.case} | {figure.name} |" in markdown
+    assert "## Where the CPU goes" in markdown
+    assert "| bench client |" in markdown
