@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import BadRequest, NotFound
-from storage.objects import rendition_key
 from storage.records import Upload
 
 SIZE_PARAM = "size"
@@ -41,5 +40,4 @@ def select(upload: Upload, size: str | None, configured: tuple[int, ...]) -> Sel
     rendition = upload.rendition(px)
     if rendition is None:
         raise NotFound(f"this version has no {px}px rendition")
-    key = rendition_key(upload.object_key, px)
-    return Selected(key, rendition.md5, rendition.sha256, rendition.size, px)
+    return Selected(rendition.key, rendition.md5, rendition.sha256, rendition.size, px)

@@ -16,6 +16,11 @@ class ServedBytes:
     size: int
 
 
+@dataclass(frozen=True)
+class ServedObject(ServedBytes):
+    key: str
+
+
 class Served:
     # Fields of Upload (storage/uploads.py) this reads.
     md5: str
@@ -38,10 +43,15 @@ class Served:
     def rendition_sizes(self) -> tuple[int, ...]:
         return tuple(int(r["px"]) for r in self.renditions or ())
 
-    def rendition(self, px: int) -> ServedBytes | None:
+    def rendition(self, px: int) -> ServedObject | None:
+        """The `px` rendition: an object of its own, or (`"stored": false`, a picture no larger
+        than px) the served file itself."""
         for r in self.renditions or ():
-            if int(r["px"]) == px:
-                return ServedBytes(str(r["md5"]), str(r["sha256"]), int(r["size"]))
+            if int(r["px"]) == px and self.object_key:
+                key = (
+                    rendition_key(self.object_key, px) if r.get("stored", True) else self.object_key
+                )
+                return ServedObject(str(r["md5"]), str(r["sha256"]), int(r["size"]), key)
         return None
 
     def served_keys(self) -> list[str]:
@@ -49,5 +59,5 @@ class Served:
         deleted together."""
         if not self.object_key:
             return []
-        sizes = self.rendition_sizes
-        return [self.object_key, *(rendition_key(self.object_key, px) for px in sizes)]
+        stored = [int(r["px"]) for r in self.renditions or () if r.get("stored", True)]
+        return [self.object_key, *(rendition_key(self.object_key, px) for px in stored)]

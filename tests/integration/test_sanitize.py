@@ -4,15 +4,23 @@ replaced with a re-upload and deleted with the attachment, leaving nothing behin
 
 from __future__ import annotations
 
+import hashlib
 import io
+import uuid
+from dataclasses import replace
+from typing import Any
 
+import pytest
 import requests
 from PIL import Image
 
-from storage.objects import ObjectStore, rendition_key
+from core.clamd import ClamdClient
+from storage.objects import ObjectStore, rendition_key, staging_key
+from storage.telemetry import Telemetry
 from tests import sanitize_samples as samples
 from tests.integration.api_support import (
     SVG,
+    Account,
     assert_error,
     get,
     md5,
@@ -20,6 +28,8 @@ from tests.integration.api_support import (
     upload_attached,
 )
 from tests.integration.conftest import Stack
+from workers.pipeline import Limits, Pipeline
+from workers.sanitize import Bounds, Policy, publish
 
 
 def _image(data: bytes) -> Image.Image:
@@ -99,6 +109,14 @@ def test_renditions_at_each_configured_size_and_400_otherwise(stack: Stack) -> N
         get(stack.base_url, account, "/attachment/big", params={"size": "64"}), 400
     )
     assert "128, 512" in message
+    # Never scaled up: a picture no larger than a size is that rendition (recorded, not copied).
+    upload_attached(stack, account, "tiny.png", samples.plain("PNG", (100, 50)))
+    tiny = get(stack.base_url, account, "/attachment/tiny")
+    same = get(stack.base_url, account, "/attachment/tiny", params={"size": "512"})
+    assert same.content == tiny.content and same.headers["ETag"] == tiny.headers["ETag"]
+    assert _image(
+        get(stack.base_url, account, "/attachment/tiny", params={"size": "128"}).content
+    ).size == (100, 50)
     upload_attached(stack, account, "drawing.svg", SVG)
     assert "no renditions" in assert_error(
         get(stack.base_url, account, "/attachment/drawing", params={"size": "128"}), 400
@@ -134,3 +152,110 @@ def test_reupload_replaces_renditions_and_delete_removes_them(stack: Stack) -> N
     for name in (stack.settings.bucket_staging, stack.settings.bucket_quarantine):
         assert not [k for k, _ in objects.list_keys(name) if any(i in k for i in ids)]
     assert list(objects.list_keys(bucket, prefix)) == []
+
+
+# --- other policies and limits: the pipeline in this process, on the same services -------------
+#
+# The session's worker runs the default policy; these run the real steps (clamd, MinIO, the
+# store) with another one in this process, then read through the session's real API. No task is
+# sent, so the session's worker never sees these uploads.
+
+
+def _pipeline(stack: Stack, **overrides: Any) -> Pipeline:
+    settings = replace(stack.settings, **overrides)
+    objects = ObjectStore.from_settings(settings)
+    pipeline = Pipeline(
+        stack.records,
+        objects,
+        ClamdClient(settings.clamd_host, settings.clamd_port, settings.clamd_timeout),
+        lambda _task, _upload_id: None,
+        Limits(settings.max_image_pixels, settings.max_svg_size, 300),
+        publisher=publish.from_settings(settings, objects, Telemetry.from_url(settings.redis_url)),
+    )
+    return pipeline
+
+
+def _through(pipeline: Pipeline, account: Account, name: str, data: bytes, kind: str) -> str:
+    upload_id = uuid.uuid4().hex
+    key = staging_key(upload_id)
+    objects = pipeline.objects
+    objects.put_stream(objects.buckets.staging, key, io.BytesIO(data), kind, 5 * 1024 * 1024)
+    pipeline.records.record_upload(
+        upload_id=upload_id,
+        profile_id=account.profile_id,
+        file_name=name.rsplit(".", 1)[0],
+        original_name=name,
+        md5=md5(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        declared_type=kind,
+        sniffed_type=kind,
+        staging_key=key,
+    )
+    pipeline.scan(upload_id)
+    pipeline.verify(upload_id)
+    pipeline.attach(upload_id)
+    return upload_id
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "data", "bound"),
+    [
+        ("still.jpg", "image/jpeg", samples.plain("JPEG", quality=60), 3.0),
+        ("still.png", "image/png", samples.plain("PNG", compress_level=1), 0.0),
+    ],
+)
+def test_reencode_changes_the_bytes_and_keeps_the_look(
+    stack: Stack, name: str, kind: str, data: bytes, bound: float
+) -> None:
+    account = new_account(stack.records)
+    pipeline = _pipeline(stack, image_sanitize="reencode")
+    upload_id = _through(pipeline, account, name, data, kind)
+    up = stack.records.get_upload(upload_id)
+    assert up is not None and up.state == "attached", (up and up.state, up and up.reason)
+    served = get(stack.base_url, account, "/attachment/still").content
+    assert served != data
+    assert samples.mean_difference(_image(served), _image(data)) <= bound
+    assert get(stack.base_url, account, "/attachment/still/details").json()["md5"] == md5(served)
+    status = get(stack.base_url, account, "/attachment/still/status").json()
+    assert status["sanitizedBy"] == ["reencode"]
+
+
+def test_off_serves_the_upload_as_it_came(stack: Stack) -> None:
+    account = new_account(stack.records)
+    data = samples.phone_jpeg(orientation=6)
+    _through(_pipeline(stack, image_sanitize="off"), account, "raw.jpg", data, "image/jpeg")
+    assert get(stack.base_url, account, "/attachment/raw").content == data
+    assert get(stack.base_url, account, "/attachment/raw/status").json()["sanitizedBy"] is None
+
+
+def test_a_picture_that_cannot_be_sanitized_within_the_limits_is_rejected(stack: Stack) -> None:
+    account = new_account(stack.records)
+    pipeline = _pipeline(stack)
+    # Verify passes it (the session's pixel limit); the sanitizer is held to fewer pixels.
+    assert pipeline.publisher is not None
+    tight = publish.Options(Policy.STRIP, (128,), Bounds(1000, 10, 4000))
+    pipeline.publisher = publish.Publisher(pipeline.objects, tight)
+    upload_id = _through(pipeline, account, "huge.jpg", samples.phone_jpeg(), "image/jpeg")
+    up = stack.records.get_upload(upload_id)
+    assert up is not None and up.state == "rejected" and up.reason_code == "unsanitizable"
+    assert "over the limit" in (up.reason or "")
+    assert_error(get(stack.base_url, account, "/attachment/huge"), 404)
+    prefix = f"{account.tenant}/{account.profile_id}/"
+    assert list(pipeline.objects.list_keys(stack.settings.bucket_attachments, prefix)) == []
+    assert not pipeline.objects.exists(stack.settings.bucket_staging, staging_key(upload_id))
+
+
+def test_kept_originals_go_to_their_private_bucket_only(stack: Stack) -> None:
+    account = new_account(stack.records)
+    bucket = f"{stack.settings.bucket_attachments}-orig"
+    pipeline = _pipeline(stack, keep_originals_days=3, bucket_originals=bucket)
+    data = samples.phone_jpeg()
+    upload_id = _through(pipeline, account, "kept.jpg", data, "image/jpeg")
+    up = stack.records.get_upload(upload_id)
+    assert up is not None and up.object_key is not None
+    kept = pipeline.objects.read_range(bucket, up.object_key, 0, len(data))
+    assert kept == data  # the original, byte for byte, where nothing serves it
+    assert get(stack.base_url, account, "/attachment/kept").content != data
+    rules = pipeline.objects.client.get_bucket_lifecycle(bucket)
+    assert rules is not None and rules.rules[0].expiration.days == 3

@@ -84,14 +84,16 @@ class Publisher:
             self._keep_original(up, key)
         renditions = []
         for px, scaled in sorted(result.renditions.items()):
-            rkey = rendition_key(key, px)
-            if scaled is None:  # no larger than px already: the served file itself
-                self.objects.copy(buckets.attachments, key, buckets.attachments, rkey)
-                r_md5, r_sha, r_size = md5, sha256, size
+            if scaled is None:
+                # No larger than px already: the served file is that rendition, and no copy of
+                # it is stored (a MinIO request and an object fewer per small picture).
+                r_md5, r_sha, r_size, stored = md5, sha256, size, False
             else:
-                self._put(rkey, scaled, up.declared_type)
-                r_md5, r_sha, r_size = _digests(scaled)
-            renditions.append({"px": px, "size": r_size, "md5": r_md5, "sha256": r_sha})
+                self._put(rendition_key(key, px), scaled, up.declared_type)
+                (r_md5, r_sha, r_size), stored = _digests(scaled), True
+            renditions.append(
+                {"px": px, "size": r_size, "md5": r_md5, "sha256": r_sha, "stored": stored}
+            )
         values: dict[str, Any] = {
             "served_md5": md5,
             "served_sha256": sha256,
