@@ -74,6 +74,16 @@ class NoSuchProfile(NotFound):
         super().__init__(f'No profile with ID "{profile_id}" found')
 
 
+class NoSuchAttachment(NotFound):
+    """No attachment of that name (or no served version of it): Crafter's `.json` routes answer
+    it with an empty attachment instead of an error."""
+
+
+class NotConfigured(AttachdError):
+    """A feature needs a setting that is not set (signed links without ATTACHD_URL_SECRET): 503,
+    and no Retry-After, since waiting will not help."""
+
+
 class NoSuchTenant(NotFound):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"No tenant with name '{tenant}' found")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from storage.accounts import Accounts, Profile, Token, token_digest
 from storage.engine import as_utc, make_engine, new_object_id, utcnow
+from storage.policies import Policies
+from storage.quarantine import Quarantine, Quarantined
 from storage.uploads import Attachment, AttachOutcome, Upload, Uploads
 
 __all__ = [
     "AttachOutcome",
     "Attachment",
     "Profile",
+    "Quarantined",
     "RecordStore",
     "Token",
     "Upload",
@@ -27,7 +30,7 @@ __all__ = [
 ]
 
 
-class RecordStore(Accounts, Uploads):
+class RecordStore(Accounts, Uploads, Policies, Quarantine):
     """Both aggregates on one shared engine (and one connection pool).
 
     Inheritance rather than composition: the API, the workers, the CLI, the bench and the tests
