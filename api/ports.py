@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
+from core.policy import TenantPolicy
 from storage.objects import Buckets, ObjectInfo
 from storage.records import Attachment, Profile, Token, Upload
 
@@ -60,6 +61,10 @@ class Records(AccountReads, Protocol):
     def find_attachment(self, profile_id: str, name_or_id: str) -> Attachment | None: ...
 
     def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    def get_attachment(self, attachment_id: str) -> Attachment | None: ...
+
+    def tenant_policy(self, tenant: str) -> TenantPolicy | None: ...
 
     def attached_files(self, profile_id: str) -> list[tuple[Attachment, Upload]]: ...
 

@@ -18,12 +18,14 @@ from api.app import Services, create_app
 from api.ports import Check
 from core.domain import State
 from core.errors import ObjectMissing, ProfileExists, ServiceUnavailable
+from core.policy import TenantPolicy
 from core.settings import Settings
 from storage.objects import Buckets, ObjectInfo
 from storage.records import Attachment, Profile, Token, Upload, new_object_id
 
 API = "/api/1/profile"
 MANAGE = {"allowedActions": ["MANAGE_PROFILES"]}
+URL_SECRET = "in-process-tests-url-secret-0123456789"
 
 
 def _now() -> datetime:
@@ -39,6 +41,9 @@ class FakeRecords:
         self.profiles: dict[str, Profile] = {}
         self.attachments: dict[str, Attachment] = {}
         self.uploads: dict[str, Upload] = {}
+        self.policies: dict[str, TenantPolicy] = {}
+        # How often the policy was read: the intake must not query it per upload.
+        self.policy_reads = 0
 
     # --- set-up helpers of the tests (not part of the port) ---
 
@@ -179,6 +184,13 @@ class FakeRecords:
 
     def get_upload(self, upload_id: str) -> Upload | None:
         return self.uploads.get(upload_id)
+
+    def get_attachment(self, attachment_id: str) -> Attachment | None:
+        return self.attachments.get(attachment_id)
+
+    def tenant_policy(self, tenant: str) -> TenantPolicy | None:
+        self.policy_reads += 1
+        return self.policies.get(tenant)
 
     def attached_files(self, profile_id: str) -> list[tuple[Attachment, Upload]]:
         return [
@@ -338,7 +350,7 @@ def _healthy() -> None:
 
 @pytest.fixture
 def world() -> World:
-    settings = Settings(max_upload_size=64 * 1024)
+    settings = Settings(max_upload_size=64 * 1024, url_secret=(URL_SECRET,))
     records = FakeRecords()
     objects = FakeObjects(
         Buckets(settings.bucket_staging, settings.bucket_attachments, settings.bucket_quarantine)
