@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
+from attachd.cli import policy
 from attachd.cli.context import Context, pass_ctx
 
 ACTIONS = (
@@ -109,5 +110,8 @@ def token_revoke(ctx: Context, token_id: str) -> None:
     ctx.records().revoke_token(token_id)
     click.echo("token revoked", err=True)
 
+
+tenant.add_command(policy.tenant_policy)
+tenant.add_command(policy.tenant_show)
 
 COMMANDS: tuple[click.Command, ...] = (tenant, token)
