@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from core.domain import State
 from core.settings import Settings
 from storage.records import Upload
-from storage.schema import STATES
 from tests.conftest import png_bytes
 from tests.integration.pipeline_support import PrivateStack
 
@@ -114,7 +114,7 @@ def staged_keys(stack: PrivateStack) -> list[str]:
 
 
 def all_uploads(stack: PrivateStack) -> list[Upload]:
-    return [u for state in STATES for u in stack.records.uploads_in_state(state)]
+    return [u for state in State for u in stack.records.uploads_in_state(state)]
 
 
 def test_api_killed_mid_upload_leaves_nothing_and_a_retry_succeeds(full: PrivateStack) -> None:
