@@ -12,6 +12,7 @@ class TaskName(StrEnum):
     RECONCILE = "attachd.reconcile"
     RESCAN = "attachd.rescan"
     RESCAN_FILE = "attachd.rescan_file"
+    DELIVER_WEBHOOK = "attachd.deliver_webhook"
 
     @property
     def short(self) -> str:
@@ -25,6 +26,8 @@ class Queue(StrEnum):
     # Rescans share the maintenance queue: throttled background work, never in the way of new
     # uploads on `scan`.
     MAINTENANCE = "maintenance"
+    # Deliveries wait on receivers the pipeline does not control: never on a pipeline queue.
+    WEBHOOKS = "webhooks"
 
 
 ROUTES: dict[TaskName, Queue] = {
@@ -34,6 +37,7 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.RECONCILE: Queue.MAINTENANCE,
     TaskName.RESCAN: Queue.MAINTENANCE,
     TaskName.RESCAN_FILE: Queue.MAINTENANCE,
+    TaskName.DELIVER_WEBHOOK: Queue.WEBHOOKS,
 }
 # Tasks whose first argument is an upload id.
 PIPELINE_TASKS: frozenset[TaskName] = frozenset(

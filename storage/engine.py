@@ -7,7 +7,7 @@ Nothing above storage/ sees SQLAlchemy's exceptions; this is where they stop.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -68,8 +68,16 @@ def transaction(engine: Engine) -> Iterator[Connection]:
 class EngineBound:
     """What every part of the record store shares: the one engine, and transactions on it."""
 
+    # Told, after a commit, of the webhook deliveries it wrote (storage/webhooks.py), to send
+    # them at once; without it (or when sending fails) the reconciler sends them.
+    announce: Callable[[Sequence[str]], None] | None = None
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def _announce(self, delivery_ids: Sequence[str]) -> None:
+        if delivery_ids and self.announce is not None:
+            self.announce(delivery_ids)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

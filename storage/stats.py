@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from core.domain import ACTIVE, TERMINAL, Reason, State
 from storage.records import RecordStore, as_utc
 from storage.schema import uploads
+from storage.webhooks import OutboxStats, Webhooks
 
 PROBLEM_STATES = (State.FAILED, State.REJECTED, State.INFECTED)
 
@@ -44,6 +45,10 @@ class StoreStats:
 
     def counts_by_state(self) -> dict[str, int]:
         return self.records.count_by_state()
+
+    def webhooks(self) -> OutboxStats:
+        """Deliveries by state, the oldest pending one's age, the latest given up on."""
+        return Webhooks(self.records.engine).stats()
 
     def last_moved(self) -> dict[str, datetime]:
         """Per non-terminal state, when its least recently updated upload last moved: a pipeline

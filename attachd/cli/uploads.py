@@ -13,7 +13,9 @@ import click
 
 from attachd.cli.context import Context, pass_ctx
 from core.domain import State
+from storage.broker import make_celery
 from storage.records import Upload
+from workers.webhooks import build_courier
 
 # `rescan` queues this many files per call, until a call queues fewer.
 RESCAN_BATCH = 500
@@ -72,8 +74,13 @@ def uploads_retry(ctx: Context, upload_id: str | None, state: str | None) -> Non
 @click.command()
 @pass_ctx
 def reconcile(ctx: Context) -> None:
-    """Re-send stuck uploads and delete orphaned staged objects, now."""
-    click.echo(json.dumps(ctx.pipeline().reconcile()))
+    """Re-send stuck uploads and webhook deliveries whose message was lost, and delete orphaned
+    staged objects, now."""
+    pipeline = ctx.pipeline()
+    result = pipeline.reconcile()
+    courier = build_courier(ctx.settings, make_celery(ctx.settings), pipeline.records)
+    result["webhooks_resent"] = courier.sweep()
+    click.echo(json.dumps(result))
 
 
 @click.command()

@@ -192,7 +192,8 @@ class PrivateStack:
 
     # --- worker -----------------------------------------------------------------------------
 
-    def start_worker(self, concurrency: int = 2) -> None:
+    def start_worker(self, concurrency: int = 2, queues: tuple[str, ...] = ()) -> None:
+        """A worker on `queues` (default: every queue)."""
         assert self.worker is None
         self._worker_logs += 1
         log = self.worker_log = self.workdir / f"worker-{self._worker_logs}.log"
@@ -205,7 +206,7 @@ class PrivateStack:
                     "worker",
                     "--loglevel=INFO",
                     "-Q",
-                    ",".join(sorted(set(ROUTES.values()))),
+                    ",".join(queues or sorted(set(ROUTES.values()))),
                     f"--concurrency={concurrency}",
                     f"--hostname=private-{uuid.uuid4().hex[:6]}@%h",
                 ],

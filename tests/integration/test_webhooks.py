@@ -1,0 +1,132 @@
+"""Verdict events on the real stack: each event type reaches a real HTTP receiver once, signed so
+that the `standardwebhooks` package verifies it, and never reaches another tenant's receiver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from core.webhooks import EventType
+from tests.conftest import EICAR, REPO, png_bytes, png_with_chunk
+from tests.integration.api_support import Account, new_account, padded_png, upload
+from tests.integration.conftest import Stack
+from tests.integration.webhook_support import Receiver, cli, subscribe, verified
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = ("attached", "infected", "rejected", "failed")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def wide() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def _upload_and_wait(stack: Stack, account: Account, name: str, data: bytes) -> str:
+    resp = upload(stack.base_url, account, name, data)
+    assert resp.status_code == 200, resp.text
+    latest = stack.records.latest_upload(resp.json()["id"])  # the attachment's id
+    assert latest is not None
+    return stack.wait_for_state(latest.id, TERMINAL)
+
+
+def test_each_event_arrives_once_signed_and_only_to_its_tenant(
+    stack: Stack, receiver: Receiver, wide: Receiver
+) -> None:
+    mine = new_account(stack.records)
+    other = new_account(stack.records)
+    sub_id, secret = subscribe(stack.env, receiver.url, "--tenant", mine.tenant)
+    wide_id, wide_secret = subscribe(
+        stack.env, wide.url, "--events", "upload.attached,attachment.deleted"
+    )
+    try:
+        assert _upload_and_wait(stack, mine, "pic.png", png_bytes(9, 9)) == "attached"
+        assert _upload_and_wait(stack, mine, "bad.png", png_with_chunk(EICAR)) == "infected"
+        assert _upload_and_wait(stack, mine, "odd.png", padded_png(4096)) == "rejected"
+        resp = requests.delete(
+            stack.base_url + mine.path("/attachment/pic"),
+            params={"accessTokenId": mine.token},
+            timeout=10,
+        )
+        assert resp.status_code == 204
+        # The other tenant's upload: an event (the installation-wide receiver gets it), but
+        # never one for `mine`'s subscription.
+        assert _upload_and_wait(stack, other, "theirs.png", png_bytes(7, 7)) == "attached"
+
+        expected = {"upload.attached", "upload.infected", "upload.rejected", "attachment.deleted"}
+        receiver.wait_for(lambda got: {r.event["type"] for r in got} >= expected)
+        wide.wait_for(lambda got: len(got) >= 3)
+        time.sleep(2)  # room for a duplicate to show up, if one were sent
+
+        got = receiver.received()
+        assert sorted(r.event["type"] for r in got) == sorted(expected)
+        assert all(n == 1 for n in receiver.ids().values())
+        for r in got:
+            event = verified(secret, r)
+            assert event["data"]["tenant"] == mine.tenant
+            assert event["data"]["profileId"] == mine.profile_id
+            assert r.headers["content-type"] == "application/json"
+        by_type = {r.event["type"]: r.event["data"] for r in got}
+        attached = by_type["upload.attached"]
+        assert attached["fileName"] == "pic" and attached["state"] == "attached"
+        assert attached["contentType"] == "image/png" and attached["fileSizeBytes"] > 0
+        assert len(attached["md5"]) == 32 and attached["uploadId"]
+        infected = by_type["upload.infected"]
+        assert infected["reason"] == "infected" and "EICAR" in infected["signature"].upper()
+        assert by_type["upload.rejected"]["reason"] == "polyglot"
+        assert by_type["attachment.deleted"]["attachmentId"] == attached["attachmentId"]
+
+        # Installation-wide, filtered by type: both tenants' attached, the delete, no verdicts.
+        wide_types = sorted(
+            (verified(wide_secret, r)["type"], r.event["data"]["tenant"]) for r in wide.received()
+        )
+        assert wide_types == sorted(
+            [
+                ("attachment.deleted", mine.tenant),
+                ("upload.attached", mine.tenant),
+                ("upload.attached", other.tenant),
+            ]
+        )
+        # The same event reaches two subscriptions under one webhook-id.
+        mine_attached = receiver.of_type("upload.attached")[0].id
+        assert mine_attached in {r.id for r in wide.received()}
+
+        listed = json.loads(cli(stack.env, "webhook", "deliveries", "--json", "--limit", "500"))
+        states = {d["state"] for d in listed if d["subscription_id"] == sub_id}
+        assert states == {"delivered"}
+    finally:
+        cli(stack.env, "webhook", "remove", sub_id)
+        cli(stack.env, "webhook", "remove", wide_id)
+
+
+def test_add_refuses_receivers_the_guard_refuses(stack: Stack) -> None:
+    env = {**stack.env, "ATTACHD_WEBHOOK_ALLOWED_NETWORKS": ""}
+    for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest", "ftp://example.com/"):
+        done = subprocess.run(
+            [str(REPO / ".venv/bin/attachd"), "webhook", "add", "--url", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0, url
+        assert "--url" in done.stderr
+    assert EventType.RELEASED.value == "upload.released"

@@ -1,0 +1,121 @@
+"""A real webhook receiver for the tests: a threaded http.server on 127.0.0.1 that records every
+request and answers what the test tells it to, and that can go down and come back on its port."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks import Webhook
+
+from tests.conftest import REPO, _free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def id(self) -> str:
+        return self.headers["webhook-id"]
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+
+class Receiver:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.requests: list[Received] = []
+        # Status codes to answer, in order; then `status` for every later request.
+        self.script: list[int] = []
+        self.status = 200
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver._lock:
+                    receiver.requests.append(
+                        Received({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    status = receiver.script.pop(0) if receiver.script else receiver.status
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self.requests)
+
+    def of_type(self, event_type: str) -> list[Received]:
+        return [r for r in self.received() if r.event["type"] == event_type]
+
+    def ids(self) -> Counter[str]:
+        return Counter(r.id for r in self.received())
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.received()):
+                return
+            time.sleep(0.05)
+        got = [(r.event["type"], r.id) for r in self.received()]
+        raise AssertionError(f"receiver on {self.port}: condition not met after {timeout}s: {got}")
+
+
+def verified(secret: str, request: Received) -> dict[str, Any]:
+    """The body, once the `standardwebhooks` package accepts its signature (it raises if not)."""
+    return dict(Webhook(secret).verify(request.body, request.headers))
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    """`attachd …` as an operator runs it; its stdout."""
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "attachd"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"attachd {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def subscribe(env: dict[str, str], url: str, *extra: str) -> tuple[str, str]:
+    """(id, secret) of a new subscription, made with `attachd webhook add --json`."""
+    out = json.loads(cli(env, "webhook", "add", "--url", url, "--json", *extra))
+    return out["id"], out["secret"]

@@ -1,0 +1,284 @@
+"""Webhook delivery: one signed POST per attempt, retried with backoff until a 2xx or the
+give-up, on the `webhooks` queue only, so a slow or dead receiver never holds a pipeline worker.
+
+The outbox rows (storage/webhooks.py) are the truth; Celery messages only carry delivery ids.
+A retry due within MAX_COUNTDOWN is a Celery countdown; a longer wait, or a message Redis lost,
+is picked up by the reconciler's sweep (`Courier.sweep`), which leases what it re-sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import urllib3
+from celery import Celery
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from core.errors import AttachdError
+from core.settings import Settings
+from core.tasks import ROUTES, TaskName
+from core.webhooks import forbidden_address, retry_delay, signature_header
+from storage.engine import utcnow
+from storage.records import RecordStore
+from storage.telemetry import Telemetry
+from storage.webhooks import Job, Webhooks
+
+log = logging.getLogger(__name__)
+
+# Longer waits are left to the reconciler's sweep: a Celery countdown is held unacknowledged by
+# a worker, and one longer than the broker's visibility timeout would be delivered twice.
+MAX_COUNTDOWN = 600.0
+# What a sweep's re-send holds a delivery for before the next sweep may send it again.
+SWEEP_LEASE = timedelta(seconds=120)
+USER_AGENT = "attachd-webhooks/1"
+_ERROR_BODY = 512
+
+
+class Refused(Exception):
+    """The receiver's address is one webhooks may not reach (the SSRF guard)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None  # None: no HTTP answer at all
+    error: str | None  # None: a 2xx
+
+    @property
+    def outcome(self) -> str:
+        if self.error is None:
+            return "delivered"
+        if self.status is not None:
+            return "http_error"
+        return "refused" if self.error.startswith("refused") else "connection_error"
+
+
+def resolve_checked(host: str, port: int, allowed: Sequence[str]) -> str:
+    """The address to connect to: every address `host` resolves to must be allowed, and the
+    connection goes to the one checked, so a second lookup cannot swap it (DNS rebinding)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host}: {exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        why = forbidden_address(address, allowed)
+        if why:
+            raise Refused(f"refused: {host} resolves to {why}")
+    return addresses[0]
+
+
+def post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, allowed: Sequence[str]
+) -> Answer:
+    """One attempt, never following a redirect (it could lead anywhere the guard refuses)."""
+    parts = urllib3.util.parse_url(url)
+    https = parts.scheme == "https"
+    host = parts.host or ""
+    port = parts.port or (443 if https else 80)
+    try:
+        address = resolve_checked(host, port, allowed)
+        limit = urllib3.Timeout(connect=timeout, read=timeout, total=timeout)
+        pool: urllib3.HTTPConnectionPool = (
+            urllib3.HTTPSConnectionPool(
+                address, port, server_hostname=host, assert_hostname=host, timeout=limit
+            )
+            if https
+            else urllib3.HTTPConnectionPool(address, port, timeout=limit)
+        )
+        with pool:
+            resp = pool.urlopen(
+                "POST",
+                parts.request_uri,
+                body=body,
+                headers={**headers, "Host": parts.netloc or host},
+                redirect=False,
+                retries=False,
+                preload_content=False,
+            )
+            head = resp.read(_ERROR_BODY)
+            resp.release_conn()
+    except Refused as exc:
+        return Answer(None, str(exc))
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}")
+    if 200 <= resp.status < 300:
+        return Answer(resp.status, None)
+    text = head.decode("utf-8", "replace").strip()
+    return Answer(resp.status, f"HTTP {resp.status}" + (f": {text}" if text else ""))
+
+
+@dataclass(frozen=True)
+class Policy:
+    timeout: float
+    retry_base: float
+    retry_max: float
+    give_up: float
+    allowed_networks: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            timeout=settings.webhook_timeout,
+            retry_base=settings.webhook_retry_base_seconds,
+            retry_max=settings.webhook_retry_max_seconds,
+            give_up=settings.webhook_give_up_seconds,
+            allowed_networks=settings.webhook_allowed_networks,
+        )
+
+
+Send = Callable[[str, float], None]  # (delivery id, countdown seconds)
+
+
+class Courier:
+    def __init__(
+        self,
+        store: Webhooks,
+        policy: Policy,
+        send: Send,
+        count: Callable[[str], None] = lambda _outcome: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.send = send
+        self.count = count
+        self.clock = clock
+
+    def deliver(self, delivery_id: str) -> str:
+        """One attempt at a pending, due delivery. Returns what happened, for the log."""
+        job = self.store.job(delivery_id)
+        if job is None or job.delivery.state != "pending":
+            return "gone" if job is None else str(job.delivery.state)
+        now = self.clock()
+        # A little early is a countdown's rounding; much earlier, another message for it.
+        if job.delivery.next_attempt_at > now + timedelta(seconds=2):
+            return "not due"
+        attempts = job.delivery.attempts
+        hold = timedelta(seconds=self.policy.timeout * 2 + 30)
+        if not self.store.claim(delivery_id, attempts, hold):
+            return "held by another task"
+        answer = post(
+            job.subscription.url,
+            job.body,
+            self.headers(job, now),
+            self.policy.timeout,
+            self.policy.allowed_networks,
+        )
+        self.count(answer.outcome)
+        if answer.error is None:
+            self.store.record_delivered(delivery_id, attempts, answer.status or 200)
+            return "delivered"
+        return self._retry_later(job, attempts, answer)
+
+    def headers(self, job: Job, now: datetime) -> dict[str, str]:
+        stamp = int(now.timestamp())
+        return {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": job.delivery.event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature_header(
+                job.subscription.secrets_at(now), job.delivery.event_id, stamp, job.body
+            ),
+        }
+
+    def _retry_later(self, job: Job, attempts: int, answer: Answer) -> str:
+        now = self.clock()
+        p = self.policy
+        delay = retry_delay(attempts + 1, p.retry_base, p.retry_max)
+        next_at = now + timedelta(seconds=delay)
+        error = answer.error or ""
+        if next_at > job.delivery.started_at + timedelta(seconds=p.give_up):
+            self.store.record_failure(job.delivery.id, attempts, answer.status, error, None, None)
+            log.error(
+                "webhook %s to %s failed for good: %s", job.delivery.id, job.subscription.url, error
+            )
+            return "failed"
+        by_countdown = delay <= MAX_COUNTDOWN
+        lease = next_at + timedelta(seconds=p.timeout * 2 + 60) if by_countdown else None
+        if not self.store.record_failure(
+            job.delivery.id, attempts, answer.status, error, next_at, lease
+        ):
+            return "answered by another task"
+        log.warning(
+            "webhook %s to %s: %s; retry %d in %.0f s",
+            job.delivery.id,
+            job.subscription.url,
+            error,
+            attempts + 1,
+            delay,
+        )
+        if by_countdown:
+            self._send(job.delivery.id, delay)
+        return "retrying"
+
+    def _send(self, delivery_id: str, countdown: float) -> None:
+        try:
+            self.send(delivery_id, countdown)
+        except (KombuError, RedisError, OSError) as exc:
+            # Its lease runs out and the reconciler's sweep sends it.
+            log.warning("webhook %s not sent now (%s); the reconciler will", delivery_id, exc)
+
+    def announce(self, delivery_ids: Sequence[str]) -> None:
+        """After the commit that wrote them: send each at once. Never raises: the move that
+        wrote them has happened, and the reconciler sends what this could not."""
+        for delivery_id in delivery_ids:
+            self._send(delivery_id, 0.0)
+
+    def sweep(self) -> int:
+        """The reconciler's part: send every due delivery no task holds. Returns how many."""
+        ids = self.store.lease_due(self.clock(), SWEEP_LEASE)
+        for delivery_id in ids:
+            self._send(delivery_id, 0.0)
+        return len(ids)
+
+
+def sender(app: Celery) -> Send:
+    def send(delivery_id: str, countdown: float) -> None:
+        task = TaskName.DELIVER_WEBHOOK
+        app.send_task(
+            task.value,
+            args=[delivery_id],
+            queue=ROUTES[task].value,
+            countdown=countdown or None,
+        )
+
+    return send
+
+
+def build_courier(settings: Settings, app: Celery, records: RecordStore) -> Courier:
+    telemetry = Telemetry.from_url(settings.redis_url)
+
+    def count(outcome: str) -> None:
+        try:
+            telemetry.incr("webhook_attempts", outcome)
+        except (AttachdError, OSError) as exc:
+            log.warning("metrics: webhook attempt not counted: %s", exc)
+
+    return Courier(Webhooks(records.engine), Policy.from_settings(settings), sender(app), count)
+
+
+def register(app: Celery, courier: Callable[[], Courier], settings: Settings) -> None:
+    """The delivery task. Late-acked: a worker that dies mid-attempt hands the message back,
+    and the claim's expiry lets the retry through."""
+    limit = int(settings.webhook_timeout * 2) + 30
+
+    @app.task(
+        name=TaskName.DELIVER_WEBHOOK,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        time_limit=limit,
+        soft_time_limit=limit - 10,
+    )
+    def deliver_webhook(delivery_id: str) -> Any:
+        started = time.monotonic()
+        outcome = courier().deliver(delivery_id)
+        log.info("webhook %s: %s in %.2fs", delivery_id, outcome, time.monotonic() - started)
+        return outcome
