@@ -1,0 +1,149 @@
+"""The demo page (only with ATTACHD_DEMO, which `make run` sets): a person drops a picture and
+watches it go through the pipeline.
+
+The page never sees a token. Its three calls are relayed, in the same process, to the real
+Crafter routes — upload, status, file — with `attachd demo`'s token added on the server side:
+the upload goes through exactly the code a Crafter client's does (middleware, limits, refusals,
+error shapes), and only what the real routes answer comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+
+from api import pages
+from core.errors import ConfigError
+from core.settings import Settings
+
+# Headers of the relayed answer that describe the answer itself; the rest (security headers,
+# request id) the outer response sets on its own.
+_RELAYED = {"content-type", "content-length", "etag", "last-modified", "retry-after"}
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    tenant: str
+    token: str
+    profile: str
+
+    @classmethod
+    def load(cls, var_dir: Path) -> DemoAccount:
+        """`attachd demo` keeps its token here (token ids are stored hashed: the only copy)."""
+        path = var_dir / "demo.json"
+        try:
+            data = json.loads(path.read_text())
+            return cls(tenant=data["tenant"], token=data["token"], profile=data["profile"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"ATTACHD_DEMO is on but {path} is not readable ({exc}): run `attachd demo` "
+                "first (make run does), or unset ATTACHD_DEMO"
+            ) from None
+
+
+class Relay:
+    """Calls a route of `app` within this request, as the client's request plus the token."""
+
+    def __init__(self, app: WsgiApp, account: DemoAccount, base: str) -> None:
+        self.app = app
+        self.account = account
+        self.profile_path = f"{base}/profile/{account.profile}"
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, method: str, rest: str) -> None:
+        env = dict(req.env)
+        # A plain iterable back, so the answer can be relayed whatever its body is.
+        env.pop("wsgi.file_wrapper", None)
+        env["REQUEST_METHOD"] = method
+        env["SCRIPT_NAME"] = ""
+        # WSGI's PATH_INFO is the path's bytes as latin-1, as a server puts it there.
+        env["PATH_INFO"] = (self.profile_path + rest).encode().decode("latin-1")
+        env["QUERY_STRING"] = urlencode({"accessTokenId": self.account.token})
+        # The same request id: the relayed call's log lines are this request's.
+        env["HTTP_X_REQUEST_ID"] = req.context.get("request_id") or ""
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            answer["status"], answer["headers"] = status, headers
+            return lambda data: None  # nothing of ours writes through it
+
+        body = self.app(env, start_response)
+        resp.status = answer["status"]
+        for name, value in answer["headers"]:
+            if name.lower() in _RELAYED:
+                resp.set_header(name, value)
+        resp.cache_control = ["no-store"]
+        resp.stream = _closing(body)
+
+
+def _closing(body: Iterable[bytes]) -> Iterable[bytes]:
+    try:
+        yield from body
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+class PageResource:
+    def __init__(self, settings: Settings, account: DemoAccount) -> None:
+        self.settings = settings
+        self.account = account
+        self.template = pages.template("demo.html")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        nonce = secrets.token_urlsafe(16)
+        csp = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
+            "img-src 'self'; connect-src 'self'"
+        )
+        body = self.template.render(
+            root=pages.mount(req, self.settings.url_prefix),
+            nonce=nonce,
+            profile=self.account.profile,
+            tenant=self.account.tenant,
+            max_size=self.settings.max_upload_size,
+            types=", ".join(self.settings.allowed_types),
+        )
+        pages.html(resp, body, csp)
+
+
+class UploadRelay:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.relay(req, resp, "POST", "/uploadAttachment")
+
+
+class StatusRelay:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        self.relay(req, resp, "GET", f"/attachment/{name}/status")
+
+
+class FileRelay:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        # Only an attached version is ever served by the real route: nothing else reaches here.
+        self.relay(req, resp, "GET", f"/attachment/{name}")
+
+
+def add_routes(app: falcon.App, settings: Settings, base: str) -> None:
+    account = DemoAccount.load(Path(settings.var_dir))
+    relay = Relay(app, account, base)
+    app.add_route("/demo", PageResource(settings, account))
+    app.add_route("/demo/upload", UploadRelay(relay))
+    app.add_route("/demo/status/{name}", StatusRelay(relay))
+    app.add_route("/demo/file/{name}", FileRelay(relay))
