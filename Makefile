@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench soak
+.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench soak scale-test
 
 help:
 	@echo "make run    - install what is missing, start everything in the foreground (Ctrl-C stops)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   - ruff, lint-imports (the layers), mypy; make typecheck - mypy alone"
 	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md,"
 	@echo "              then the soak (make soak); writes its section of docs/RELIABILITY.md"
+	@echo "make scale-test - the production topology from real hosts through their faults (root)"
 
 # Debian packages (redis, clamav, postgresql, libmagic) and the MinIO server build.
 deps:
@@ -65,6 +66,14 @@ bench: install
 
 soak: install
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+# The production topology (deploy/scale/topology.toml) from real hosts, network namespaces on
+# this machine (needs root), through their faults; docs/RELIABILITY.md, "Across machines".
+# Its short run is part of `make test`. SCALE_ARGS="--uploads 300" shortens it.
+SCALE_ARGS ?=
+scale-test: install
+	@ATTACHD_SCALE_DEPS=1 deploy/scripts/ensure-deps.sh
+	deploy/scale/run.sh $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
