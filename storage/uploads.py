@@ -263,8 +263,11 @@ class Uploads(EngineBound):
             up = upload_from_row(
                 conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
             )
+            # Locked: two workers attaching versions of one name at once would otherwise both
+            # read the same current version, both replace it, and leave two served (PostgreSQL's
+            # read committed; SQLite serializes writers anyway). Found by make scale-test.
             att = conn.execute(
-                select(attachments).where(attachments.c.id == up.attachment_id)
+                select(attachments).where(attachments.c.id == up.attachment_id).with_for_update()
             ).one()
             previous: Upload | None = None
             if att.current_upload_id:
