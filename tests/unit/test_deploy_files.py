@@ -3,6 +3,7 @@ every Procfile process must be a compose service running the same entrypoint and
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import yaml
@@ -27,18 +28,26 @@ def procfile() -> dict[str, list[str]]:
     return procs
 
 
+def replicas(compose: dict[str, dict], name: str) -> list[str]:
+    """The compose services running Procfile process `name`: itself, or its replicas name-1..N
+    (the topology of deploy/scale/topology.toml, tests/unit/test_scale_topology_files.py)."""
+    return [s for s in compose if s == name or re.fullmatch(rf"{name}-\d+", s)]
+
+
 def test_every_procfile_process_runs_the_same_entrypoint_in_compose() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     procs = procfile()
     assert set(procs) == {"api", "worker", "beat", "flower"}
     for name, argv in procs.items():
-        assert name in compose, f"{name} is in the Procfile but not in docker-compose.yml"
-        assert _normalize(compose[name]["command"]) == _normalize(argv), name
+        assert replicas(compose, name), f"{name} is in the Procfile but not in docker-compose.yml"
+        for svc in replicas(compose, name):
+            assert _normalize(compose[svc]["command"]) == _normalize(argv), svc
 
 
 def test_compose_has_the_backing_services() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    assert {"minio", "redis", "postgres", "clamav"} <= set(compose)
+    assert {"redis", "postgres"} <= set(compose)
+    assert replicas(compose, "s3") and replicas(compose, "clamav")
 
 
 def test_workers_and_flower_start_from_settings_everywhere() -> None:
@@ -48,8 +57,9 @@ def test_workers_and_flower_start_from_settings_everywhere() -> None:
     procs = procfile()
     assert procs["worker"] == ["attachd", "worker"]
     assert procs["flower"] == ["attachd", "flower"]
-    assert compose["worker"].get("stop_grace_period"), "a warm shutdown needs time to finish"
-    assert "ports" not in compose["worker"], "workers are stateless: --scale worker=N"
+    for svc in replicas(compose, "worker"):
+        assert compose[svc].get("stop_grace_period"), "a warm shutdown needs time to finish"
+        assert "ports" not in compose[svc], "workers are stateless"
     flower_env = compose["flower"]["environment"]
     assert flower_env["ATTACHD_FLOWER_HOST"] == "0.0.0.0"  # noqa: S104 - with basic auth
     assert "ATTACHD_FLOWER_PASSWORD" in flower_env
