@@ -30,11 +30,14 @@ from PIL import Image
 
 from bench.stack import REPO, BenchStack, load_env
 from bench.target import Target
+from bench.webhooks import SoakReceiver
 from core.domain import ACTIVE, State
 from core.settings import Settings
 from storage.broker import make_celery
 from storage.objects import staging_key
+from storage.webhooks import Webhooks
 from workers.tasks import build_pipeline
+from workers.webhooks import build_courier
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 SCRIPT_SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
@@ -105,16 +108,27 @@ class Figures:
     leftovers: dict[str, int] = field(default_factory=dict)
     seconds_to_drain: float = 0.0
     seconds_total: float = 0.0
+    webhooks: dict[str, int] = field(default_factory=dict)
 
 
 def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
-    env = {**os.environ, **load_env(REPO / "deploy" / "env" / "soak.env")}
+    env = {
+        **os.environ,
+        **load_env(REPO / "deploy" / "env" / "soak.env"),
+        # The receiver listens on loopback; its 500s are retried within seconds, not minutes.
+        "ATTACHD_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "ATTACHD_WEBHOOK_RETRY_BASE_SECONDS": "1",
+        "ATTACHD_WEBHOOK_RETRY_MAX_SECONDS": "10",
+    }
     figures = Figures()
     started = time.monotonic()
     stack = SoakStack(env)
     with stack as target:
         account = target.account("soak")
         url = target.upload_url(account)
+        receiver = SoakReceiver().start()
+        hooks = Webhooks(target.records.engine)
+        receiver.secret = hooks.add_subscription(receiver.url, None, None).secret
         stack.start_worker()
         lock = threading.Lock()
         done = 0
@@ -174,21 +188,47 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
         settings = stack.settings
         celery = make_celery(settings)
         pipeline = build_pipeline(settings, celery)
+        courier = build_courier(settings, celery, pipeline.records)
         drain_start = time.monotonic()
         while True:
             counts = target.records.count_by_state()
             active = sum(counts[s] for s in tuple(ACTIVE))
-            if active == 0 or time.monotonic() - drain_start > drain_timeout:
+            pending = hooks.stats().by_state["pending"]
+            if (active == 0 and pending == 0) or time.monotonic() - drain_start > drain_timeout:
                 break
             pipeline.reconcile()
+            courier.sweep()  # what beat's reconcile does too: webhooks whose message was lost
             time.sleep(5)
         figures.seconds_to_drain = round(time.monotonic() - drain_start, 1)
         figures.final_states = dict(counts)
         figures.upload_rows = sum(counts.values())
         figures.leftovers = leftovers(target, settings)
+        figures.webhooks = webhook_figures(hooks, receiver)
+        receiver.stop()
         celery.close()
     figures.seconds_total = round(time.monotonic() - started, 1)
     return figures
+
+
+def webhook_figures(hooks: Webhooks, receiver: SoakReceiver) -> dict[str, int]:
+    """Every event the store holds, received once after de-duplication by webhook-id."""
+    events = {d.event_id for d in hooks.deliveries(limit=10**7)}
+    stats = hooks.stats().by_state
+    received = set(receiver.accepted)
+    return {
+        "events written": len(events),
+        "deliveries delivered": stats["delivered"],
+        "deliveries still pending": stats["pending"],
+        "deliveries given up (failed)": stats["failed"],
+        "requests received": receiver.requests,
+        "answered 500 on purpose (retried)": receiver.refused,
+        "signatures refused by standardwebhooks": receiver.bad_signatures,
+        "distinct events accepted": len(received),
+        "duplicate 2xx deliveries (removed by de-duplication)": sum(receiver.accepted.values())
+        - len(received),
+        "events missing at the receiver": len(events - received),
+        "events received that the store does not hold": len(received - events),
+    }
 
 
 def leftovers(target: Target, settings: Settings) -> dict[str, int]:
@@ -236,6 +276,7 @@ def markdown(f: Figures, uploads: int, concurrency: int) -> str:
         *(f"| final state `{k}` | {v} |" for k, v in f.final_states.items() if v),
         *(f"| faults injected | {x} |" for x in f.faults),
         *(f"| leftover: {k} | {v} |" for k, v in f.leftovers.items()),
+        *(f"| webhooks: {k} | {v} |" for k, v in f.webhooks.items()),
         "",
         "Expected by construction: "
         + ", ".join(f"{v} {k}" for k, v in sorted(f.expected.items()))
@@ -282,7 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     # Every fault here is one the pipeline must ride out: an upload given up on (`failed`) is
     # as much a defect as one left behind.
     given_up = figures.final_states.get("failed", 0)
-    return 0 if lost == 0 and given_up == 0 and figures.upload_rows == accepted else 1
+    # Webhooks: each event accepted once after de-duplication, none missing, none forged.
+    w = figures.webhooks
+    hooks_ok = (
+        w["events missing at the receiver"] == 0
+        and w["events received that the store does not hold"] == 0
+        and w["signatures refused by standardwebhooks"] == 0
+        and w["deliveries given up (failed)"] == 0
+    )
+    return 0 if lost == 0 and given_up == 0 and figures.upload_rows == accepted and hooks_ok else 1
 
 
 if __name__ == "__main__":

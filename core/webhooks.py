@@ -107,7 +107,7 @@ def forbidden_address(address: str, allowed: Iterable[str] = ()) -> str | None:
         ("unspecified", ip.is_unspecified),
     ):
         if test:
-            return f"{address} is a {what} address"
+            return f"a {what} address"
     return None
 
 

@@ -70,7 +70,7 @@ def resolve_checked(host: str, port: int, allowed: Sequence[str]) -> str:
     for address in addresses:
         why = forbidden_address(address, allowed)
         if why:
-            raise Refused(f"refused: {host} resolves to {why}")
+            raise Refused(f"refused: {host} resolves to {address}, {why}")
     return addresses[0]
 
 
