@@ -160,9 +160,16 @@ def _interested(conn: Connection, event: EventType) -> list[Subscription]:
     return [s for s in map(_subscription, rows) if s.events is None or event in s.events]
 
 
-def upload_event(conn: Connection, upload_id: str, new_state: str, now: datetime) -> list[str]:
-    """The deliveries of the event the upload's move to `new_state` is, if it is one."""
-    event = EVENT_FOR_STATE.get(State(new_state))
+def upload_event(
+    conn: Connection,
+    upload_id: str,
+    new_state: str,
+    now: datetime,
+    event: EventType | None = None,
+) -> list[str]:
+    """The deliveries of the event the upload's move to `new_state` is, if it is one; `event`
+    names it when the state alone does not (a quarantine release: EventType.RELEASED)."""
+    event = event or EVENT_FOR_STATE.get(State(new_state))
     if event is None:
         return []
     subs = _interested(conn, event)
