@@ -227,3 +227,14 @@ def test_every_picture_comes_out_whole(label: str, kind: str, data: bytes, polic
     assert small is not None
     rendition = open_(small)
     assert max(rendition.size) == 32 and rendition.format in (before.format, "JPEG")
+
+
+def test_private_png_chunks_go_and_apng_animation_chunks_stay() -> None:
+    from tests import samples as s
+
+    data = s.animated("PNG")
+    iend = data.rindex(b"IEND") - 4
+    marked = data[:iend] + s.chunk(b"prVt", b"owner: jane") + data[iend:]
+    result = sanitize(marked, "image/png", Policy.STRIP, (), BOUNDS)
+    assert result.data == data  # exactly the chunk removed, nothing else
+    assert sanitize(data, "image/png", Policy.STRIP, (), BOUNDS).data is None

@@ -89,9 +89,16 @@ def _entropy_end(data: bytes, pos: int) -> int:
 # --- PNG ----------------------------------------------------------------------------------------
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Text (author, address, software, comments), EXIF, and the time of the last edit. Colour chunks
-# (iCCP, sRGB, gAMA, cHRM, cICP) and the physical size stay: they are how the picture looks.
-_PNG_DROP = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"})
+# Ancillary chunks that are how the picture looks (colour, transparency, background, pixel
+# size, APNG's animation) are kept; every other ancillary chunk goes: text (author, address,
+# software, comments), EXIF, the time of the last edit, and any private chunk an application
+# wrote (whatever it holds). Critical chunks (upper-case first letter) are the image itself.
+_PNG_KEEP_ANCILLARY = frozenset(
+    {
+        b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP", b"mDCV", b"cLLI",
+        b"bKGD", b"hIST", b"pHYs", b"sPLT", b"acTL", b"fcTL", b"fdAT",
+    }
+)  # fmt: skip
 
 
 def png_strip(data: bytes) -> bytes | None:
@@ -106,7 +113,7 @@ def png_strip(data: bytes) -> bytes | None:
         end = pos + 12 + length
         if end > len(data):
             raise ValueError(f"chunk {kind!r} runs past the end")
-        if kind in _PNG_DROP:
+        if kind[:1].islower() and kind not in _PNG_KEEP_ANCILLARY:
             removed = True
         else:
             out.append(data[pos:end])
