@@ -18,7 +18,7 @@ from typing import Any
 from bench.accounting import REST, TOTAL
 from bench.cases import human
 from bench.config import GiB, Sizes
-from bench.results import CaseResult, Figure
+from bench.results import CaseResult, Figure, Goal
 from bench.target import Target
 from storage.objects import PARALLEL_PARTS
 
@@ -131,6 +131,10 @@ def versions(target: Target) -> dict[str, str]:
         found["clamd"] = target.scanner.version()
     except Exception:  # the report is still worth writing without it
         found["clamd"] = _command("clamd", "--version") or "unknown"
+    script = (REPO / "deploy" / "scripts" / "tusd-bin.sh").read_text()
+    tusd = re.search(r'^TUSD_VERSION="(\S+)"', script, re.MULTILINE)
+    if tusd:
+        found["tusd (B1's peer)"] = f"{tusd.group(1)}, built with go install"
     for name in PACKAGES:
         try:
             found[name if name != "minio" else "minio SDK"] = version(name)
@@ -219,7 +223,8 @@ def markdown(run: Run) -> str:
         "",
         "Written by `make bench` (bench/); do not edit by hand — the analysis lives in "
         "bench/findings.md and is copied in below. Each figure stands beside its floor, measured "
-        "in the same run on the same machine with the same bytes; ratios are attachd ÷ floor.",
+        "in the same run on the same machine with the same bytes; ratios are attachd ÷ floor. "
+        "Rows that name a peer (tusd, the synchronous handler) have the peer in the floor column.",
         "",
         f"Run on {run.date}.",
         "",
@@ -255,8 +260,9 @@ def markdown(run: Run) -> str:
         out.append(f"- **{c.case}** — {c.title}. Floor: {c.floor}. ({c.seconds:.0f} s)")
     out += [
         "",
-        "Throughput is the best of the rounds run for each side, sides alternating (B1, B2, B4) "
-        "or interleaved (B3), so that load from elsewhere on the machine hits both alike; "
+        "Throughput is the best of the rounds run for each side, sides alternating (B1: attachd, "
+        "direct put_object and tusd; B2, B4) or interleaved (B3: pipeline, fair floor, old floor, "
+        "synchronous peer), so that load from elsewhere on the machine hits all alike; "
         "latencies come from the same round as the throughput. B3's burst latencies include the "
         "time each file waits behind the rest of the burst; its paced round sends files at a "
         "share of the burst's throughput instead. Raw rounds are in the JSON written to "
@@ -277,6 +283,30 @@ def markdown(run: Run) -> str:
     return "\n".join(out) + "\n"
 
 
+def from_json(data: dict[str, Any]) -> Run:
+    """A run read back from bench/results/, to render the report again (after findings.md
+    changed) without running the cases again."""
+    cases = []
+    for c in data["cases"]:
+        figures = [
+            Figure(
+                f["case"],
+                f["name"],
+                f["unit"],
+                f["value"],
+                f["floor"],
+                Goal(**f["goal"]) if f.get("goal") else None,
+            )
+            for f in c["figures"]
+        ]
+        result = CaseResult(c["case"], c["title"], c["floor"], figures, c["details"], c["error"])
+        result.seconds = c["seconds"]
+        cases.append(result)
+    return Run(
+        data["date"], data["machine"], data["versions"], data["sizes"], data["settings"], cases
+    )
+
+
 def write_json(run: Run, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -289,3 +319,12 @@ def write_markdown(run: Run, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(run))
     return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python -m bench.report bench/results/<time>.json [docs/BENCHMARKS.md]
+    saved = from_json(json.loads(Path(sys.argv[1]).read_text()))
+    out = Path(sys.argv[2]) if len(sys.argv) > 2 else REPO / "docs" / "BENCHMARKS.md"
+    print(f"report: {write_markdown(saved, out)}")

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-
-from sqlalchemy import func, select
 
 from bench.accounting import Reader, Usage, classes, metered
 from bench.cases import bar, floors, human
+from bench.cases.records import upload_rows, wait_terminal
 from bench.cases.small import ApiUploads, Poster, Round, pool_round, upload_all
 from bench.config import Sizes
 from bench.data import noise_pngs
@@ -20,9 +18,6 @@ from bench.peers import sync_peer
 from bench.results import CaseResult, Figure, Goal
 from bench.stats import percentile
 from bench.target import Account, Target
-from storage.schema import attachments, uploads
-
-TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
 
 
 def run(t: Target, sizes: Sizes, worker_concurrency: int | None) -> CaseResult:
@@ -136,8 +131,8 @@ def _pipeline_round(
     answered: dict[str, float] = {}
     start = time.time()
     uploaded = upload_all(t, account, files, f"b3-{i}", sizes, f"B3 upload {i + 1}", answered)
-    done = _wait_terminal(t, account, len(files), sizes, f"B3 attach {i + 1}")
-    rows = _uploads(t, account)
+    done = wait_terminal(t, account, len(files), sizes, f"B3 attach {i + 1}")
+    rows = upload_rows(t, account)
     bad = [(name, state, reason) for name, state, reason, _, _ in rows if state != "attached"]
     if bad:
         raise RuntimeError(f"{len(bad)} uploads did not attach, e.g. {bad[:3]}")
@@ -176,8 +171,8 @@ def _paced_round(
                 future.result()
     finally:
         uploads.close()
-    _wait_terminal(t, account, len(files), sizes, "B3 paced attach")
-    rows = _uploads(t, account)
+    wait_terminal(t, account, len(files), sizes, "B3 paced attach")
+    rows = upload_rows(t, account)
     bad = [(name, state, reason) for name, state, reason, _, _ in rows if state != "attached"]
     if bad:
         raise RuntimeError(f"{len(bad)} paced uploads did not attach, e.g. {bad[:3]}")
@@ -189,59 +184,6 @@ def _paced_round(
         "p99": percentile(latencies, 99),
         "max": max(latencies),
     }
-
-
-def _state_counts(t: Target, account: Account) -> dict[str, int]:
-    query = (
-        select(uploads.c.state, func.count())
-        .join(attachments, attachments.c.id == uploads.c.attachment_id)
-        .where(attachments.c.profile_id == account.profile_id)
-        .group_by(uploads.c.state)
-    )
-    with t.records.engine.connect() as conn:
-        return {state: count for state, count in conn.execute(query)}
-
-
-def _wait_terminal(t: Target, account: Account, count: int, sizes: Sizes, desc: str) -> float:
-    """Wait until every upload has left the pipeline. One cheap query per poll: the timings come
-    from the records themselves, not from when we noticed."""
-    start = time.monotonic()
-    deadline = start + max(120.0, count * 1.0)
-    with bar(sizes.progress, desc, count, unit="file") as progress:
-        while True:
-            counts = _state_counts(t, account)
-            done = sum(counts.get(s, 0) for s in TERMINAL)
-            progress.update(counts.get("attached", 0) - progress.n)
-            if done >= count:
-                return time.monotonic() - start
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the pipeline did not finish in time: {counts}")
-            time.sleep(0.25)
-
-
-def _uploads(t: Target, account: Account) -> list[tuple[str, str, str | None, float, str]]:
-    """(original name, state, reason, finished as a Unix time, attached object key) per upload."""
-    query = (
-        select(
-            uploads.c.original_name,
-            uploads.c.state,
-            uploads.c.reason,
-            uploads.c.finished_at,
-            uploads.c.object_key,
-        )
-        .join(attachments, attachments.c.id == uploads.c.attachment_id)
-        .where(attachments.c.profile_id == account.profile_id)
-    )
-    with t.records.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [(name, state, why, _unix(finished), key) for name, state, why, finished, key in rows]
-
-
-def _unix(value: datetime | None) -> float:
-    if value is None:
-        return float("nan")
-    # SQLite gives the stored UTC time back without its zone.
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _peer_round(

@@ -11,17 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
-from minio.deleteobjects import DeleteObject
-from sqlalchemy import select
 
-from bench.accounting import Usage, classes, metered
+from bench.accounting import Reader, Usage, classes, metered
 from bench.cases import bar, human
+from bench.cases.records import wait_terminal
 from bench.config import Sizes
 from bench.data import noise_pngs
 from bench.results import CaseResult, Figure, Goal
 from bench.stats import percentile
 from bench.target import Account, Target
-from storage.schema import attachments, uploads
 
 
 @dataclass
@@ -41,27 +39,32 @@ def run(t: Target, sizes: Sizes) -> CaseResult:
     result = CaseResult(
         "B2",
         f"Small uploads: {sizes.small_count} PNGs of {human(sizes.small_size)}, "
-        f"concurrency {sizes.concurrency}",
+        f"concurrency {sizes.concurrency}, the worker fleet running",
         floor="put_object of the same files at the same concurrency",
     )
-    account = t.account("b2")
-    readers = classes(t)
+    readers: dict[str, Reader] = {}
     api: list[Round] = []
     direct: list[Round] = []
-    for i in range(sizes.repeats):
-        sides = [("api", api), ("direct", direct)]
-        for side, rounds in sides if i % 2 == 0 else reversed(sides):
-            with metered(readers, len(files)) as usage:
-                if side == "api":
-                    one = upload_all(t, account, files, f"b2-{i}", sizes, f"B2 API    {i + 1}")
+    # The worker fleet runs as it does in production: it takes the uploads in as they come, and
+    # its share of the machine is part of what an upload costs.
+    with t.workers():
+        readers = classes(t)
+        for i in range(sizes.repeats):
+            sides = [("api", api), ("direct", direct)]
+            for side, rounds in sides if i % 2 == 0 else reversed(sides):
+                account = t.account(f"b2-{i}") if side == "api" else None
+                with metered(readers, len(files)) as usage:
+                    if account is not None:
+                        one = upload_all(t, account, files, f"b2-{i}", sizes, f"B2 API    {i + 1}")
+                    else:
+                        one = _direct_round(t, files, f"b2/{i}", sizes, f"B2 direct {i + 1}")
+                one.usage = usage
+                rounds.append(one)
+                if account is not None:
+                    # Outside the timing: the next side must not share the machine with these.
+                    wait_terminal(t, account, len(files), sizes, f"B2 attach {i + 1}")
                 else:
-                    one = _direct_round(t, files, f"b2/{i}", sizes, f"B2 direct {i + 1}")
-            one.usage = usage
-            rounds.append(one)
-            if side == "api" and not t.workers_running:
-                discard_staged(t, account)
-            elif side == "direct":
-                t.empty(t.scratch_bucket, "b2/")
+                    t.empty(t.scratch_bucket, "b2/")
     # Each side's least disturbed round: the machine is shared, and the best round is the best
     # estimate of what each side does undisturbed.
     a = max(api, key=lambda r: r.per_second)
@@ -201,20 +204,3 @@ def _direct_round(t: Target, files: list[bytes], prefix: str, sizes: Sizes, desc
         return time.perf_counter() - start
 
     return pool_round(len(files), sizes.concurrency, one, desc, sizes)
-
-
-def discard_staged(t: Target, account: Account) -> None:
-    """Delete the staged objects of this account's uploads: no worker runs during B1 and B2, so
-    they would only pile up."""
-    query = (
-        select(uploads.c.staging_key)
-        .join(attachments, attachments.c.id == uploads.c.attachment_id)
-        .where(attachments.c.profile_id == account.profile_id, uploads.c.staging_key.is_not(None))
-    )
-    with t.records.engine.connect() as conn:
-        keys = [row[0] for row in conn.execute(query)]
-    errors = t.objects.client.remove_objects(
-        t.settings.bucket_staging, [DeleteObject(k) for k in keys]
-    )
-    for error in errors:
-        raise RuntimeError(f"could not delete {error.name}: {error.message}")
