@@ -277,6 +277,12 @@ def teardown_leftovers() -> None:
         sh("ip", "netns", "del", ns, check=False)
     for etc in NETNS_ETC.glob(PREFIX + "*") if NETNS_ETC.exists() else []:
         shutil.rmtree(etc, ignore_errors=True)
+    # The hosts' data: tmpfs mounts named attachd-scale (Rig.build), with their directories.
+    for line in Path("/proc/mounts").read_text().splitlines():
+        source, target = line.split()[:2]
+        if source == "attachd-scale":
+            sh("umount", "--lazy", target, check=False)
+            shutil.rmtree(target, ignore_errors=True)
     links = sh("ip", "-o", "link", "show", check=False).stdout.splitlines()
     for line in links:
         name = line.split(":")[1].strip().split("@")[0]

@@ -17,6 +17,7 @@ table as the migrations define it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -636,7 +637,18 @@ class Sent:
     t_end: float = 0.0
 
 
+LOCK = Path("/run/attachd-scale.lock")
+
+
 def run(args: argparse.Namespace) -> Figures:
+    # One run at a time on a machine: a second would take the same subnet and names (and its
+    # start would clear the first's hosts away). The next one waits.
+    lock = LOCK.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"another scale test holds {LOCK}; waiting for it")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     started = time.monotonic()
     fig = Figures(uploads=args.uploads, concurrency=args.concurrency)
     root = Path(tempfile.mkdtemp(prefix="attachd-scale-", dir="/var/tmp"))
@@ -1047,7 +1059,13 @@ def main(argv: list[str] | None = None) -> int:
         print("scale-test needs root (network namespaces)", file=sys.stderr)
         return 2
     if args.teardown_only:
-        teardown_leftovers()
+        with LOCK.open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log("another scale test is running: its hosts are its own to remove")
+                return 0
+            teardown_leftovers()
         return 0
 
     def stop(signum: int, _frame: object) -> None:
