@@ -17,8 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from core.errors import ConfigError
@@ -69,11 +70,20 @@ def check_pools(pools: Sequence[WorkerPool], known: Sequence[str] = tuple(Queue)
         log.warning("no pool consumes %s on this node", ", ".join(missing))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux: if the supervisor is killed outright, its workers get SIGTERM (a warm shutdown)
-    # instead of living on unsupervised.
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: if the supervisor is killed outright, its children get SIGTERM (a warm shutdown)
+    instead of living on unsupervised.
+
+    The kernel ties this to the *thread* that forked, not the process: arm it only for children
+    started from the main thread (see parent_death_hook), or a child started by a short-lived
+    thread is stopped the moment that thread ends."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def parent_death_hook() -> Callable[[], None] | None:
+    """die_with_parent for a child forked from the calling thread, when that is safe."""
+    return die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
@@ -101,7 +111,7 @@ def supervise(commands: dict[str, list[str]], poll: float = 0.5) -> int:
         log.info("starting pool %s: %s", name, " ".join(commands[name]))
         # Same process group: whatever stops the group (a terminal's Ctrl-C, `make down`, a
         # container stop) reaches every pool too. SIGTERM twice is still a warm shutdown.
-        children[name] = subprocess.Popen(commands[name], preexec_fn=_die_with_parent)
+        children[name] = subprocess.Popen(commands[name], preexec_fn=parent_death_hook())
         started[name] = time.monotonic()
 
     started: dict[str, float] = {}

@@ -24,7 +24,7 @@ from typing import IO
 
 import requests
 
-from attachd.launch import _die_with_parent
+from attachd.launch import parent_death_hook
 from core.errors import ServiceUnavailable
 from core.settings import Settings
 from storage.telemetry import Telemetry
@@ -156,7 +156,7 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=parent_death_hook(),
         )
     finally:
         if not isinstance(out, int):
