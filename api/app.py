@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         f"{base}/{{profile_id}}/attachment/{{name}}/status",
         attachments.StatusResource(records, objects, authorizer),
     )
-    app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer))
+    app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer, settings))
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
     app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())

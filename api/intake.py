@@ -1,11 +1,12 @@
 """Receiving one upload: a single pass over the form's parts into MinIO staging, hashing as it
 goes, then the record, then the scan task.
 
-The order of checks follows what the body lets us know when: a token and a file name that arrive
-before the file part are checked before a byte is stored, and the content must agree with the name
-as soon as its first KiB are in; a token that arrives after the file part is checked at the end,
-and the staged object is removed if it fails. Whatever goes wrong after the object is written, it
-is deleted: no object without a record, no record without an object.
+The order of checks follows what the body lets us know when: the token (query string, or a form
+field before the file part, as Crafter's Java client sends it) and a file name that arrive before
+the file part are checked before a byte is stored, and the content must agree with the name as
+soon as its first KiB are in. A file part with no token before it is refused (403) before a byte
+of it is read: a stranger cannot make us store anything. Whatever goes wrong after the object is
+written, it is deleted: no object without a record, no record without an object.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from api.names import check_object_id, clean_name, declared_type
 from api.ports import Objects, Records, SendScan
 from core import filetypes
 from core.domain import Reason
-from core.errors import AttachdError, BadRequest, UnsupportedType
+from core.errors import AccessDenied, AttachdError, BadRequest, UnsupportedType
 from core.settings import Settings
 from storage.hashing import HashingReader
 from storage.objects import staging_key
@@ -110,6 +111,11 @@ class UploadReceiver:
                     if value and value.strip():
                         name_field = value
                 elif part.name == FILE_FIELD:
+                    if profile is None:
+                        raise AccessDenied(
+                            "No access token found before the 'attachment' part: send "
+                            "'accessTokenId' in the query string or as a form field before the file"
+                        )
                     if staged is not None:
                         raise BadRequest("The request holds more than one 'attachment' part")
                     staged = self._stage(part, name_field or part.filename)

@@ -9,13 +9,16 @@ import secrets
 from typing import Any
 
 import falcon
+from falcon.uri import parse_query_string
 
 from api.auth import Authorizer
+from api.bodyguard import guarded_body
 from api.crafter import profile_json
 from api.errors import ParamDeserializationError
 from api.names import check_object_id
 from api.ports import Records
 from core.errors import BadRequest, InvalidEmail, NoSuchTenant
+from core.settings import Settings
 
 from .attachments import token_param
 
@@ -29,13 +32,30 @@ def hash_password(password: str) -> str:
     return f"scrypt${salt.hex()}${digest.hex()}"
 
 
-def _params(req: falcon.Request) -> dict[str, list[str]]:
+# The largest form a profile can take (names, address, roles, attributes): anything larger is
+# refused from its Content-Length, before a byte is read or a token looked at.
+MAX_FORM_SIZE = 64 * 1024
+
+
+def _read_form(req: falcon.Request, settings: Settings) -> str:
+    """The form body, read through the same guard as uploads (cap, idle timeout, deadline)."""
+    chunks = []
+    with guarded_body(req, settings, cap=MAX_FORM_SIZE, limit=MAX_FORM_SIZE) as guard:
+        while chunk := guard.read(MAX_FORM_SIZE):
+            chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode()
+    except UnicodeDecodeError:
+        raise BadRequest("The form body is not UTF-8") from None
+
+
+def _params(req: falcon.Request, settings: Settings) -> dict[str, list[str]]:
     """Request parameters from the query string or a form body alike, as a servlet sees them."""
     params: dict[str, list[str]] = {}
     for key, value in req.params.items():
         params.setdefault(key, []).extend(value if isinstance(value, list) else [value])
     if (req.content_type or "").startswith("application/x-www-form-urlencoded"):
-        form = req.get_media() or {}
+        form = parse_query_string(_read_form(req, settings), keep_blank=True, csv=False)
         for key, value in form.items():
             params.setdefault(key, []).extend(value if isinstance(value, list) else [value])
     return params
@@ -59,12 +79,13 @@ def _bool(value: str) -> bool:
 
 
 class CreateProfileResource:
-    def __init__(self, records: Records, authorizer: Authorizer) -> None:
+    def __init__(self, records: Records, authorizer: Authorizer, settings: Settings) -> None:
         self.records = records
         self.auth = authorizer
+        self.settings = settings
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = _params(req)
+        params = _params(req, self.settings)
         token = self.auth.token(token_param(req) or _one(params, "accessTokenId", required=False))
         tenant = _one(params, "tenantName")
         assert tenant is not None

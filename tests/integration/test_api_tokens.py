@@ -215,11 +215,15 @@ def test_token_as_a_form_field_before_the_file(stack: Stack, account: Account) -
     assert resp.json()["fileName"] == "f"
 
 
-def test_token_as_a_form_field_after_the_file(stack: Stack, account: Account) -> None:
+def test_token_as_a_form_field_after_the_file_is_refused(
+    stack: Stack, account: Account, objects: ObjectStore
+) -> None:
+    # A stranger must not make us store a file before we know who sends it (issue 17): the
+    # token comes first, as Crafter's Java client sends it (test_api_crafter_client.py).
     parts = [("attachment", ("g.png", png_bytes())), ("accessTokenId", (None, account.token))]
-    resp = post_parts(stack.base_url, account, parts)
-    assert resp.status_code == 200, resp.text
-    assert stack.records.find_attachment(account.profile_id, "g") is not None
+    with leaves_nothing(stack, objects, account, "g.png"):
+        resp = post_parts(stack.base_url, account, parts)
+    assert "before the 'attachment' part" in assert_error(resp, 403, "ACCESS_DENIED")
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -231,12 +235,16 @@ def test_a_bad_form_field_token_leaves_nothing(
         problem
     ]
     token_part = ("accessTokenId", (None, bad))
-    # After the file, the token is read once the file is already in staging: it must go.
     file_part = ("attachment", ("late.png", png_bytes()))
     parts = [token_part, file_part] if where == "before" else [file_part, token_part]
     with leaves_nothing(stack, objects, account, "late.png"):
         resp = post_parts(stack.base_url, account, parts)
-    assert_error(resp, 403, "ACTION_DENIED" if problem == "other-tenant" else "ACCESS_DENIED")
+    if where == "after":
+        # Refused at the file part, before the token is even read.
+        message = assert_error(resp, 403, "ACCESS_DENIED")
+        assert "before the 'attachment' part" in message
+    else:
+        assert_error(resp, 403, "ACTION_DENIED" if problem == "other-tenant" else "ACCESS_DENIED")
 
 
 def test_the_query_token_comes_before_a_form_field_token(stack: Stack, account: Account) -> None:
