@@ -158,6 +158,10 @@ class Settings:
     # Prometheus may authenticate with this bearer token instead of the operator's password.
     metrics_token: str = ""
     metrics_public: bool = False
+    # The built-in development secrets (MinIO's key, PostgreSQL's password, short operator
+    # secrets) are refused at start-up unless this says the installation is a local one
+    # (core/secrets_check.py); make run, the tests and the benchmarks set it.
+    insecure_defaults: bool = False
     # Worker pools, one Celery worker each: "queues=concurrency", queues joined with '+',
     # concurrency N (fixed) or MIN-MAX (autoscaled). `attachd worker` runs them all.
     worker_pools: tuple[str, ...] = ("scan=1-4", "verify=1-2", "attach+maintenance=1")
@@ -214,6 +218,7 @@ class Settings:
             "ops_password": str,
             "metrics_token": str,
             "metrics_public": _bool,
+            "insecure_defaults": _bool,
             "worker_pools": _pools,
             "worker_max_tasks_per_child": _int,
             "worker_max_memory_per_child": _size,

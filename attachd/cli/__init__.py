@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from attachd.cli import fleet, processes, provision, tokens, uploads
+from attachd.cli import config, fleet, processes, provision, tokens, uploads
 from core.errors import AttachdError
 
 
@@ -27,6 +27,7 @@ for _command in (
     *uploads.COMMANDS,
     *fleet.COMMANDS,
     *processes.COMMANDS,
+    *config.COMMANDS,
 ):
     cli.add_command(_command)
 

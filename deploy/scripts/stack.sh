@@ -20,6 +20,9 @@ FLOWER="http://127.0.0.1:${ATTACHD_FLOWER_PORT:-5555}"
 # MinIO and clamd ports for the app, derived from the ports the services script starts them on.
 export ATTACHD_S3_ENDPOINT=${ATTACHD_S3_ENDPOINT:-127.0.0.1:${ATTACHD_MINIO_PORT:-9000}}
 export ATTACHD_REDIS_URL=${ATTACHD_REDIS_URL:-redis://127.0.0.1:${ATTACHD_REDIS_PORT:-6379}/0}
+# A local stack runs on the development MinIO key its own services script made: allowed here,
+# with a warning, and refused by production start-up (core/secrets_check.py).
+export ATTACHD_INSECURE_DEFAULTS=${ATTACHD_INSECURE_DEFAULTS:-1}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
