@@ -113,6 +113,16 @@ class NoSniff:
         resp.set_header("X-Content-Type-Options", "nosniff")
 
 
+class NoReferrer:
+    """Crafter's contract puts access tokens in URLs: a page or a served file must never hand
+    its URL to another site in a Referer header."""
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        resp.set_header("Referrer-Policy", "no-referrer")
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> falcon.App:
     settings = settings or Settings.from_env()
     services = services or build_services(settings)
@@ -124,6 +134,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     middleware: list[Any] = [
         PathNormalizer(settings.url_prefix),
         NoSniff(),
+        NoReferrer(),
         RequestContext(),
         ops_routes.IntakeRejections(services.refusals),
     ]

@@ -71,7 +71,12 @@ def handle_domain_error(
 ) -> None:
     for cls, status, code in _MAP:
         if isinstance(ex, cls):
-            _reply(req, resp, status, code, str(ex))
+            message = str(ex)
+            if isinstance(ex, errors.ObjectMissing):
+                # Its text names the bucket and the key: for the log, not for the client.
+                log.warning("%s %s: object missing: %s", req.method, req.path, ex)
+                message = "The file is not available"
+            _reply(req, resp, status, code, message)
             if isinstance(ex, errors.UnsupportedType):
                 # Typed, for what counts refusals (api/resources/ops.py): never read from the text.
                 req.context.refusal = ex.reason

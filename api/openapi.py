@@ -142,10 +142,6 @@ _SCHEMAS: dict[str, Any] = {
             for name in (
                 "packageName",
                 "packageVersion",
-                "osName",
-                "osVersion",
-                "osArch",
-                "pythonVersion",
             )
         }
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import Conflict, NotFound, ProfileExists, TenantExists
+from core.errors import BadRequest, Conflict, NotFound, ProfileExists, TenantExists
 from storage.engine import EngineBound, as_utc, new_object_id, utcnow
 from storage.schema import access_tokens, profiles, tenants
 
@@ -87,10 +88,17 @@ def profile_from_row(row: Row[Any]) -> Profile:
     )
 
 
+# A tenant's name becomes a prefix of object keys and appears in logs and URLs: letters, digits,
+# '.', '_' and '-' only, so it can never carry a '/', a space or a control character there.
+TENANT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class Accounts(EngineBound):
     # --- tenants ------------------------------------------------------------------------------
 
     def create_tenant(self, name: str) -> None:
+        if not TENANT_NAME.fullmatch(name):
+            raise BadRequest("A tenant name is 1 to 64 letters, digits, '.', '_' or '-'")
         try:
             with self.transaction() as conn:
                 conn.execute(insert(tenants).values(name=name, created_at=utcnow()))

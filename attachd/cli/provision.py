@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from attachd.cli.context import Context, pass_ctx
 from storage.migrate import upgrade
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte: created 0600, never written
+    first and chmod'ed after (a reader in between would have the token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        # A file that existed with a wider mode keeps it through O_CREAT: narrow it first.
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
 
 
 @click.command()
@@ -52,8 +63,7 @@ def demo(ctx: Context, tenant: str, username: str) -> None:
     if profile is None:
         profile = records.create_profile(tenant, username, f"{username}@example.com", enabled=True)
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"tenant": tenant, "token": token, "profile": profile.id}))
-    state_file.chmod(0o600)
+    write_secret(state_file, json.dumps({"tenant": tenant, "token": token, "profile": profile.id}))
     s = ctx.settings
     base = f"http://{s.api_host}:{s.api_port}{s.url_prefix}/api/1/profile/{profile.id}"
     click.echo(f"demo tenant:  {tenant}")
