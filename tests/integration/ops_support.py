@@ -24,9 +24,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
+from core.tasks import Queue
 from storage.migrate import upgrade
 from storage.objects import ObjectStore
 from storage.records import RecordStore
+from storage.telemetry import Telemetry
 from tests.conftest import REPO, _free_port
 from tests.integration.conftest import (
     settings_env,
@@ -260,7 +262,57 @@ class OpsStack:
 def metric(
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
 ) -> float:
-    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The value of one series. A series that is not there fails the test: absent is not 0, or
+    every `== 0` would pass once a metric is renamed or dropped. `absent()` says so when meant."""
+    key = (name, tuple(sorted(labels.items())))
+    if key not in values:
+        near = sorted({str(dict(k[1])) for k in values if k[0] == name})
+        raise AssertionError(f"no series {name}{labels}; the family has {near or 'no series'}")
+    return values[key]
+
+
+def wait_consumed(redis_url: str, timeout: float = 60.0, settle: float = 0.5) -> None:
+    """Until every queue is empty and no message is held unacknowledged, for `settle` seconds on
+    end: every message sent so far was taken by a worker and its task finished (acks are late).
+    What a test waits on before it asserts that a message changed nothing."""
+    telemetry = Telemetry.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    while True:
+        states = telemetry.queues([q.value for q in Queue])
+        now = time.monotonic()
+        if all(q.depth == 0 and q.unacked == 0 for q in states):
+            idle_since = idle_since or now
+            if now - idle_since >= settle:
+                return
+        else:
+            idle_since = None
+        if now > deadline:
+            raise AssertionError(f"messages still queued or held after {timeout}s: {states}")
+        time.sleep(0.05)
+
+
+def task_retries(redis_url: str, task: str) -> float:
+    """How many times tasks named `task` (scan, verify, attach) were retried: Celery's retry
+    signal, counted in Redis by the workers."""
+    counted = Telemetry.from_url(redis_url).counters().get("task_retries", {})
+    return counted.get((task,), 0.0)
+
+
+def wait_retried(redis_url: str, task: str, more_than: float, timeout: float = 60.0) -> float:
+    """Until `task` was retried more than `more_than` times; returns the count."""
+    deadline = time.monotonic() + timeout
+    while (count := task_retries(redis_url, task)) <= more_than:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{task} retried {count} times, not more than {more_than}")
+        time.sleep(0.1)
+    return count
+
+
+def absent(
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> bool:
+    return (name, tuple(sorted(labels.items()))) not in values
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from core.domain import State
 from core.settings import Settings
 from storage.records import Upload
 from tests.conftest import png_bytes
+from tests.integration.ops_support import task_retries, wait_retried
 from tests.integration.pipeline_support import PrivateStack
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,11 @@ def post(tenant: Tenant, name: str, body: object, timeout: float = 30) -> reques
     )
 
 
-def slow_body(total: int, chunk: int = 256 * 1024, pause: float = 0.02) -> Iterator[bytes]:
-    """A multipart body we stream ourselves, slowly, so a fault can land in the middle of it."""
+def slow_body(
+    total: int, progress: dict[str, object], chunk: int = 256 * 1024, pause: float = 0.02
+) -> Iterator[bytes]:
+    """A multipart body we stream ourselves, slowly, so a fault can land in the middle of it;
+    progress["sent"] counts the file's bytes handed to the connection so far."""
     boundary = "faultboundary"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="attachment"; '
@@ -85,6 +89,7 @@ def slow_body(total: int, chunk: int = 256 * 1024, pause: float = 0.02) -> Itera
     while sent < total:
         yield b"\0" * chunk
         sent += chunk
+        progress["sent"] = sent
         time.sleep(pause)
     yield f"\r\n--{boundary}--\r\n".encode()
 
@@ -97,7 +102,7 @@ def stream_in_background(tenant: Tenant, total: int) -> tuple[threading.Thread, 
             outcome["response"] = requests.post(
                 tenant.url,
                 params={"accessTokenId": tenant.token},
-                data=slow_body(total),
+                data=slow_body(total, outcome),
                 headers={"Content-Type": "multipart/form-data; boundary=faultboundary"},
                 timeout=60,
             )
@@ -107,6 +112,20 @@ def stream_in_background(tenant: Tenant, total: int) -> tuple[threading.Thread, 
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
+
+
+def wait_mid_upload(stack: PrivateStack, outcome: dict[str, object], total: int) -> int:
+    """Until the client has sent more than one MinIO part of the file (so parts are in MinIO)
+    but not all of it; returns how much it had sent."""
+    enough = stack.settings.upload_part_size + 2 * 1024 * 1024
+    deadline = time.monotonic() + 30
+    while int(str(outcome.get("sent", 0))) < enough:
+        assert "response" not in outcome and "error" not in outcome, outcome
+        assert time.monotonic() < deadline, "the upload never got under way"
+        time.sleep(0.01)
+    sent = int(str(outcome["sent"]))
+    assert sent < total, "the whole body was sent: the fault would not be mid-upload"
+    return sent
 
 
 def staged_keys(stack: PrivateStack) -> list[str]:
@@ -119,11 +138,14 @@ def all_uploads(stack: PrivateStack) -> list[Upload]:
 
 def test_api_killed_mid_upload_leaves_nothing_and_a_retry_succeeds(full: PrivateStack) -> None:
     tenant = Tenant(full)
-    thread, outcome = stream_in_background(tenant, total=32 * 1024 * 1024)
-    time.sleep(0.8)  # a few MiB in: parts are in MinIO, the upload is not complete
+    total = 32 * 1024 * 1024
+    thread, outcome = stream_in_background(tenant, total=total)
+    wait_mid_upload(full, outcome, total)
     full.kill_api()
     thread.join(timeout=60)
     assert "error" in outcome, f"the client must see the connection die, got {outcome}"
+    # Mid-upload indeed: the client never got to send the rest.
+    assert int(str(outcome["sent"])) < total, outcome
     assert staged_keys(full) == []  # an incomplete multipart upload is not an object
     assert all_uploads(full) == []
 
@@ -138,8 +160,9 @@ def test_minio_stopped_during_an_upload_is_a_503_and_nothing_is_recorded(
     full: PrivateStack,
 ) -> None:
     tenant = Tenant(full)
-    thread, outcome = stream_in_background(tenant, total=32 * 1024 * 1024)
-    time.sleep(0.8)
+    total = 32 * 1024 * 1024
+    thread, outcome = stream_in_background(tenant, total=total)
+    wait_mid_upload(full, outcome, total)
     full.stop_service("minio")
     thread.join(timeout=60)
     full.start_service("minio")
@@ -164,8 +187,11 @@ def test_minio_stopped_during_attach_uploads_finish_when_it_is_back(full: Privat
     ids = [u.id for u in full.records.uploads_in_state("staged")]
     assert len(ids) == 4
     full.stop_service("minio")
+    retried = task_retries(full.settings.redis_url, "scan")
     full.start_worker()
-    time.sleep(3)  # the scans fail to read their files and retry with backoff
+    # The scans fail to read their files and retry with backoff: seen in the retry counter, one
+    # retry at least per upload, not assumed after a sleep.
+    wait_retried(full.settings.redis_url, "scan", retried + len(ids) - 1)
     states = {full.records.get_upload(i).state for i in ids}
     assert states <= {"staged", "scanning"}, states
     full.start_service("minio")
@@ -204,8 +230,9 @@ def test_database_unreachable_for_a_while(on_postgres: PrivateStack) -> None:
     refused = post(tenant, "during.png", png_bytes(9, 9))
     assert refused.status_code == 503, refused.text
     assert refused.json()["errorCode"] == "OTHER" and refused.headers["Retry-After"]
+    retried = task_retries(stack.settings.redis_url, "scan")
     stack.start_worker()  # its tasks cannot read the record: they retry
-    time.sleep(2)
+    wait_retried(stack.settings.redis_url, "scan", retried)
     stack.start_service("postgres")
     assert stack.wait(pending.id, timeout=120) == "attached"
     states = stack.records.count_by_state()

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from core.domain import Reason
 from storage.objects import ObjectStore
 from storage.records import Upload
 from tests.conftest import EICAR, png_bytes, png_with_chunk
@@ -207,6 +208,9 @@ class Hostile:
     why: str = ""  # the reason, where the expected behaviour is a judgement call
     tight: bool = False  # sent to the gunicorn with a 64 KiB limit and 1 s timeouts
     bug: str = ""  # a known bug of the pipeline: the case fails until it is fixed (strict xfail)
+    # Why it ended as it did (the record's reason_code): every refused case names its reason, so
+    # a file refused for the wrong reason (a polyglot found "corrupt") fails.
+    code: Reason | None = None
 
 
 TYPE_FROM_NAME = "the type comes from the last extension, and the content agrees with it"
@@ -216,7 +220,8 @@ STRUCTURE = "not a well-formed multipart form: the parser stops there, the stage
 # fmt: off
 # SVG that could run script or reach out when rendered: rejected by the verifier.
 SVG_REFUSED = [
-    Hostile(f"svg-{key}", what, file(f"{key}.svg", content), 200, "rejected")
+    Hostile(f"svg-{key}", what, file(f"{key}.svg", content), 200, "rejected",
+            code=Reason.SVG_UNSAFE)
     for key, what, content in [
         ("script", "SVG with `<script>`", svg("<script>alert(1)</script>")),
         ("onload", "SVG with an onload handler",
@@ -327,50 +332,58 @@ CASES: list[Hostile] = [
             why="the whole body has a deadline: cut off within seconds, whatever the pace"),
     # content: polyglots, markup, bombs, archives
     Hostile("png-zip-appended", "a PNG with a ZIP archive appended",
-            file("zip1.png", PNG + zip_archive()), 200, "rejected"),
+            file("zip1.png", PNG + zip_archive()), 200, "rejected", code=Reason.POLYGLOT),
     Hostile("jpeg-zip-appended", "a JPEG with a ZIP archive appended",
-            file("zip2.jpg", jpeg_bytes() + zip_archive()), 200, "rejected"),
+            file("zip2.jpg", jpeg_bytes() + zip_archive()), 200, "rejected", code=Reason.POLYGLOT),
     Hostile("png-zip-inside", "a PNG that is also a ZIP (archive in a chunk, directory at EOF)",
-            file("zip3.png", png_hiding_a_zip), 200, "rejected"),
+            file("zip3.png", png_hiding_a_zip), 200, "rejected", code=Reason.POLYGLOT),
     Hostile("png-zip-in-chunk", "a PNG whose text chunk holds a ZIP archive",
-            file("zip4.png", lambda: png_with_chunk(zip_archive())), 200, "rejected"),
+            file("zip4.png", lambda: png_with_chunk(zip_archive())), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("gifar", "a GIF whose comment holds a ZIP archive (GIFAR)",
-            file("gifar.gif", lambda: solid("GIF", comment=zip_archive())), 200, "rejected"),
+            file("gifar.gif", lambda: solid("GIF", comment=zip_archive())), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("jpeg-zip-in-comment", "a JPEG whose COM segment holds a ZIP archive",
-            file("zip5.jpg", lambda: solid("JPEG", comment=zip_archive())), 200, "rejected"),
+            file("zip5.jpg", lambda: solid("JPEG", comment=zip_archive())), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("tiff-elf-appended", "a TIFF with an ELF executable appended",
-            file("elf.tiff", lambda: solid("TIFF") + ELF), 200, "rejected"),
+            file("elf.tiff", lambda: solid("TIFF") + ELF), 200, "rejected", code=Reason.POLYGLOT),
     Hostile("gif-pdf-appended", "a GIF with a PDF appended",
-            file("pdf.gif", solid("GIF") + b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"), 200, "rejected"),
+            file("pdf.gif", solid("GIF") + b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("png-php-chunk", "PHP code in a PNG text chunk",
-            file("php.png", png_with_chunk(b"<?php system($_GET['c']); ?>")), 200, "rejected"),
+            file("php.png", png_with_chunk(b"<?php system($_GET['c']); ?>")), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("png-html-appended", "HTML with script after a PNG's end",
-            file("tail.png", PNG + HTML), 200, "rejected"),
+            file("tail.png", PNG + HTML), 200, "rejected", code=Reason.POLYGLOT),
     Hostile("gif-script-comment", "a GIF whose comment is `<script>`",
             file("comment.gif", solid("GIF", comment=b"<script>alert(1)</script>")),
-            200, "rejected"),
+            200, "rejected", code=Reason.POLYGLOT),
     Hostile("gif-js-polyglot", "GIF header followed by script (GIF/JS polyglot)",
-            file("gifjs.gif", b"GIF89a<script>alert(1)</script>" + bytes(64)), 200, "rejected"),
+            file("gifjs.gif", b"GIF89a<script>alert(1)</script>" + bytes(64)), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("jpeg-html-comment", "a JPEG whose COM segment is an HTML page",
-            file("comment.jpg", solid("JPEG", comment=HTML)), 200, "rejected"),
+            file("comment.jpg", solid("JPEG", comment=HTML)), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("jpeg-truncated", "a truncated JPEG",
-            file("cut.jpg", solid("JPEG", (200, 200))[:-400]), 200, "rejected"),
+            file("cut.jpg", solid("JPEG", (200, 200))[:-400]), 200, "rejected",
+            code=Reason.CORRUPT),
     *SVG_REFUSED,
     Hostile("svg-clean", "a clean SVG", file("clean.svg", SVG), 200, "attached",
             "served as a download (Content-Disposition: attachment), sandboxed by CSP"),
     Hostile("html-as-svg", "an HTML page named .svg", file("page.svg", HTML), 415),
     Hostile("html-as-gif", "an HTML page named .gif", file("page.gif", HTML), 415),
     Hostile("bomb-png-header", "a PNG claiming 30000 x 30000 pixels",
-            file("b1.png", png_claiming(30000, 30000)), 200, "rejected"),
+            file("b1.png", png_claiming(30000, 30000)), 200, "rejected", code=Reason.TOO_LARGE),
     Hostile("bomb-png-zeros", "a real PNG bomb: 400 million pixels in ~50 KB",
-            file("b2.png", png_zero_bomb), 200, "rejected"),
+            file("b2.png", png_zero_bomb), 200, "rejected", code=Reason.TOO_LARGE),
     Hostile("bomb-gif-screen", "a GIF claiming a 65535 x 65535 screen",
-            file("b3.gif", gif_with_huge_screen), 200, "rejected"),
+            file("b3.gif", gif_with_huge_screen), 200, "rejected", code=Reason.TOO_LARGE),
     Hostile("eicar-in-png", "EICAR inside a PNG text chunk",
-            file("v1.png", png_with_chunk(EICAR)), 200, "infected"),
+            file("v1.png", png_with_chunk(EICAR)), 200, "infected", code=Reason.INFECTED),
     Hostile("eicar-in-svg", "EICAR inside an SVG comment",
             file("v2.svg", svg(f"<!-- {EICAR.decode()} --><rect width='1' height='1'/>")),
-            200, "infected"),
+            200, "infected", code=Reason.INFECTED),
 ]
 # fmt: on
 
@@ -474,6 +487,9 @@ def test_hostile_input(
         assert staging_keys(objects, stack.settings) - staged == set()
     else:
         assert upload.state == case.state, upload.reason
+        if case.state in ("rejected", "infected"):
+            assert case.code is not None, f"{case.id}: a refused case must name its reason"
+        assert upload.reason_code == case.code, upload.reason
     assert_nothing_unsafe_served(stack, account, upload)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from core.settings import Settings
 from tests.conftest import _free_port, png_bytes
-from tests.integration.ops_support import OpsStack, metric
+from tests.integration.ops_support import OpsStack, metric, wait_consumed
 
 pytestmark = pytest.mark.integration
 
@@ -154,8 +154,9 @@ def test_uploads_retry_takes_a_failed_upload_to_a_terminal_state(ops: OpsStack) 
     assert upload_id in listed
     node = ops.start_worker("retry", concurrency=1)
     try:
-        # The original message is harmless: the scan finds the upload failed and does nothing.
-        time.sleep(1)
+        # The original message is harmless: the scan takes it, finds the upload failed, and
+        # does nothing.
+        wait_consumed(ops.settings.redis_url)
         assert ops.records.get_upload(upload_id).state == "failed"
         done = ops.attachd("uploads", "retry", upload_id)
         assert "1 of 1" in done.stderr

@@ -4,6 +4,7 @@ endpoint is closed without the operator's credentials; logs carry the ids end to
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ def ops(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes) -> None:
     m = ops.metrics()
+    # Each `== 0` below is a series that is exported and reads zero: metric() fails on a series
+    # that is not there, so a renamed or dropped metric cannot pass as "nothing waiting".
     assert metric(m, "attachd_queue_messages", queue="scan") == 0
     assert metric(m, "attachd_workers_online") == 0
     assert metric(m, "attachd_metrics_source_up", source="redis") == 1
@@ -83,8 +86,7 @@ def test_metrics_follow_uploads_through_the_pipeline(ops: OpsStack, eicar: bytes
     )
     # Every move is counted, one at a time: the infected file went staged → scanning → infected.
     assert (
-        metric(m, "attachd_upload_transitions_total", **{"from": "scanning", "to": "infected"})
-        == 1
+        metric(m, "attachd_upload_transitions_total", **{"from": "scanning", "to": "infected"}) == 1
     )
     entered = 4 + (poly is not None)  # three clean, the infected one, and poly if accepted
     assert (
@@ -128,6 +130,13 @@ def test_metrics_need_the_operator_or_the_metrics_token(ops: OpsStack) -> None:
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
     assert requests.get(url, auth=(ops.auth[0], "wrong"), timeout=10).status_code == 401
+    # The right password under another user's name opens nothing either, here or on the
+    # dashboard: both halves of the pair are checked.
+    wrong_user = ("not-" + ops.auth[0], ops.auth[1])
+    assert requests.get(url, auth=wrong_user, timeout=10).status_code == 401
+    dashboard = ops.base_url + "/ops/dashboard"
+    assert requests.get(dashboard, auth=wrong_user, timeout=10).status_code == 401
+    assert requests.get(dashboard, auth=ops.auth, timeout=10).status_code == 200
     assert requests.get(url, auth=ops.auth, timeout=10).status_code == 200
     bearer = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
     assert bearer.status_code == 200
@@ -156,12 +165,19 @@ def test_every_log_line_of_a_task_carries_the_request_upload_and_task_ids(ops: O
     finally:
         ops.stop_worker(node)
     lines = json_lines(ops.log_of(node))
-    mine = [line for line in lines if line.get("upload_id") == upload_id]
-    tasks = {line["task"] for line in mine}
+    # This worker did nothing but this upload: every line after its start-up is about it. None
+    # is filtered out by the ids asserted, only Celery's "received" line is let off the upload
+    # and request ids: the consumer logs it before the task runs, knowing only the task.
+    ready = next(i for i, line in enumerate(lines) if line["msg"].endswith(" ready."))
+    mine = lines[ready + 1 :]
+    tasks = {line.get("task") for line in mine}
     assert {"attachd.scan", "attachd.verify", "attachd.attach"} <= tasks, mine
     for line in mine:
-        assert line["request_id"] == request_id, line
-        assert line["task_id"], line
+        assert line.get("task") and line.get("task_id"), line
+        if re.fullmatch(r"Task attachd\.\w+\[[0-9a-f-]+\] received", line["msg"]):
+            continue
+        assert line.get("upload_id") == upload_id, line
+        assert line.get("request_id") == request_id, line
     # Celery's own "succeeded" lines are among them, one per step.
     assert sum("succeeded" in line["msg"] for line in mine) == 3
     api_lines = json_lines(Path(ops.workdir / "api.log"))

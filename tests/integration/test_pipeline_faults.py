@@ -18,6 +18,7 @@ from core.errors import ScanLimitExceeded
 from core.settings import Settings
 from core.tasks import TaskName
 from tests.conftest import png_bytes
+from tests.integration.ops_support import wait_consumed
 from tests.integration.pipeline_support import PrivateStack
 from tests.integration.sdk_support import object_tags, put_bytes
 
@@ -61,7 +62,8 @@ def test_every_task_delivered_twice_attaches_once(private: PrivateStack) -> None
         TaskName.ATTACH,
     ):
         private.send(task, upload_id)
-    time.sleep(1.5)  # let the duplicates run; each must find the work done
+    # Every duplicate taken and finished (acks are late): each found the work done.
+    wait_consumed(private.settings.redis_url)
     up = private.records.get_upload(upload_id)
     assert up is not None and up.state == "attached"
     attachment = private.records.get_attachment(up.attachment_id)
@@ -101,7 +103,8 @@ def test_redis_flushed_with_uploads_pending_all_finish_after_reconcile(
     ids = [private.submit(f"p{i}.png", png_bytes(8 + i, 8), "image/png", profile) for i in range(5)]
     private.flush_broker()  # the broker restarted empty: the scan messages are gone
     private.start_worker()
-    time.sleep(1)
+    # Nothing queued, nothing held: no message is left that could move them.
+    wait_consumed(private.settings.redis_url)
     assert {private.records.get_upload(i).state for i in ids} == {"staged"}
     result = private.pipeline.reconcile()
     assert result["resent"] == 5
