@@ -22,7 +22,9 @@ def run(t: Target, sizes: Sizes) -> CaseResult:
     result = CaseResult(
         "B1",
         f"Large upload: {human(sizes.large)} through the API",
-        floor="minio SDK put_object of the same bytes into the same MinIO, same part size",
+        floor="minio SDK put_object of the same bytes into the same MinIO, same part size. "
+        "Peer: tusd (deploy/scripts/tusd-bin.sh) with its S3 store into the same MinIO, same part "
+        "size, the same bytes sent over the tus protocol (one POST, one PATCH)",
     )
     account = t.account("b1")
     session = requests.Session()
