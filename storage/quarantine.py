@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from core.domain import State
+from core.webhooks import EventType
+from storage import webhooks as outbox
 from storage.engine import EngineBound, utcnow
 from storage.schema import attachments, profiles, uploads
 from storage.uploads import Upload, check_moves, upload_from_row
@@ -71,9 +73,14 @@ class Quarantine(EngineBound):
                     updated_at=now,
                 )
             ).rowcount
-        # Hook for issue 15's webhook outbox: `upload.released` (core.webhooks.EventType.RELEASED)
-        # belongs in this transaction once storage/webhooks can write an event that no state
-        # names; its upload_event() maps states only, and `verifying` is none of its events.
+            # In the same transaction as the move, like every event: a crash between the two
+            # cannot release a file without telling the subscribers.
+            events = (
+                outbox.upload_event(conn, upload_id, State.VERIFYING, now, event=EventType.RELEASED)
+                if changed == 1
+                else []
+            )
+        self._announce(events)
         return changed == 1
 
     def purgeable(self, older_than: datetime, limit: int = 500) -> list[Upload]:

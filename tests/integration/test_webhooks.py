@@ -130,3 +130,37 @@ def test_add_refuses_receivers_the_guard_refuses(stack: Stack) -> None:
         assert done.returncode != 0, url
         assert "--url" in done.stderr
     assert EventType.RELEASED.value == "upload.released"
+
+
+def test_a_quarantine_release_sends_upload_released_then_attached(
+    stack: Stack, receiver: Receiver
+) -> None:
+    mine = new_account(stack.records)
+    sub_id, secret = subscribe(
+        stack.env,
+        receiver.url,
+        "--tenant",
+        mine.tenant,
+        "--events",
+        "upload.released,upload.attached",
+    )
+    try:
+        resp = upload(stack.base_url, mine, "fp.png", png_with_chunk(EICAR))
+        assert resp.status_code == 200, resp.text
+        held = stack.records.latest_upload(resp.json()["id"])
+        assert held is not None
+        assert stack.wait_for_state(held.id, TERMINAL) == "infected"
+        cli(stack.env, "quarantine", "release", held.id, "--reason", "false positive", "--by", "bo")
+        assert stack.wait_for_state(held.id, TERMINAL) == "attached"
+        receiver.wait_for(lambda got: {r.event["type"] for r in got} >= set(_RELEASE_EVENTS))
+        time.sleep(1)  # room for a duplicate to show up, if one were sent
+        got = {verified(secret, r)["type"]: r.event["data"] for r in receiver.received()}
+        assert sorted(got) == sorted(_RELEASE_EVENTS) and len(receiver.received()) == 2
+        released = got[EventType.RELEASED.value]
+        assert released["uploadId"] == held.id and released["tenant"] == mine.tenant
+        assert got["upload.attached"]["uploadId"] == held.id
+    finally:
+        cli(stack.env, "webhook", "remove", sub_id)
+
+
+_RELEASE_EVENTS = (EventType.RELEASED.value, "upload.attached")
