@@ -199,6 +199,11 @@ def test_minio_stopped_during_attach_uploads_finish_when_it_is_back(full: Privat
     attached = [full.records.get_upload(i) for i in ids]
     keys = sorted(k for k, _ in full.objects.list_keys(full.settings.bucket_attachments))
     assert keys == sorted(u.object_key for u in attached if u)
+    # The attach step deletes the staged copy just after it commits `attached`: give that last
+    # delete its moment, then nothing may be left.
+    deadline = time.monotonic() + 15
+    while staged_keys(full) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert staged_keys(full) == []
 
 
