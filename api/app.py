@@ -20,8 +20,9 @@ from api.context import RequestContext
 from api.form import form_handler
 from api.intake import UploadReceiver
 from api.overview import OpsSources
+from api.policy import TenantLimits
 from api.ports import Check, Counter, Objects, Records, SendScan
-from api.resources import attachments, monitoring, openapi, profiles
+from api.resources import attachments, demo, docs, front, links, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
 from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
@@ -30,6 +31,7 @@ from core.tasks import ROUTES, TaskName
 from storage.broker import make_celery
 from storage.objects import ObjectStore
 from storage.records import RecordStore
+from storage.webhooks import announcer
 
 BASE = "/api/1"
 
@@ -51,6 +53,8 @@ def build_services(settings: Settings) -> Services:
     records = RecordStore.from_url(settings.database_url)
     objects = ObjectStore.from_settings(settings)
     celery = make_celery(settings)
+    # An attachment delete writes its webhook deliveries; they are sent after its commit.
+    records.announce = announcer(celery)
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)
 
@@ -100,6 +104,8 @@ class PathNormalizer:
             # `…/attachments/.json` leaves a trailing slash, which Falcon stripped before
             # this middleware ran, so it is stripped again here.
             path = path[: -len(".json")].rstrip("/") or "/"
+            # Only Crafter's Java client uses the suffix: some answers follow Crafter there.
+            req.context.crafter_json = True
         req.path = path
 
 
@@ -128,7 +134,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or build_services(settings)
     authorizer = Authorizer(services.records)
     receiver = UploadReceiver(
-        settings, services.records, services.objects, authorizer, services.enqueue
+        settings,
+        services.records,
+        services.objects,
+        authorizer,
+        services.enqueue,
+        TenantLimits(services.records, settings),
     )
 
     middleware: list[Any] = [
@@ -154,7 +165,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}",
-        attachments.FileResource(records, objects, authorizer),
+        attachments.FileResource(records, objects, authorizer, settings.image_renditions),
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}/details",
@@ -164,11 +175,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         f"{base}/{{profile_id}}/attachment/{{name}}/status",
         attachments.StatusResource(records, objects, authorizer),
     )
+    links.add_routes(app, base, settings, records, objects, authorizer)
     app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer, settings))
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))
     app.add_route(f"{BASE}/monitoring/version", monitoring.VersionResource())
     if services.ops is not None:
         ops_routes.add_routes(app, settings, services.ops)
-    app.add_route(f"{BASE}/openapi.json", openapi.OpenApiResource(authorizer, settings.url_prefix))
+    app.add_route(f"{BASE}/openapi.json", openapi.OpenApiResource(settings.url_prefix))
+    # Pages for people: what is running and where to go, the API reference, the demo.
+    app.add_route("/", front.FrontResource(settings, services.ops))
+    docs.add_routes(app, BASE, settings.url_prefix)
+    if settings.demo:
+        demo.add_routes(app, settings, BASE)
     return app

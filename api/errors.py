@@ -37,6 +37,7 @@ _MAP: list[tuple[type[Exception], str, str]] = [
     (errors.UploadTooLarge, falcon.HTTP_413, "OTHER"),
     (errors.UnsupportedType, falcon.HTTP_415, "OTHER"),
     (errors.ServiceUnavailable, falcon.HTTP_503, "OTHER"),
+    (errors.NotConfigured, falcon.HTTP_503, "OTHER"),
 ]
 
 RETRY_AFTER_SECONDS = 5

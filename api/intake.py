@@ -21,9 +21,10 @@ from api.auth import Authorizer
 from api.form import FILE_FIELD, NAME_FIELD, TOKEN_FIELD, Part
 from api.names import check_object_id, clean_name, declared_type
 from api.ports import Objects, Records, SendScan
-from core import filetypes
+from core import filetypes, logs
 from core.domain import Reason
 from core.errors import AccessDenied, AttachdError, BadRequest, UnsupportedType
+from core.policy import Limits
 from core.settings import Settings
 from storage.hashing import HashingReader
 from storage.objects import staging_key
@@ -53,6 +54,8 @@ class _Staged:
     key: str
     reader: HashingReader
     raw_name: str | None
+    # The tenant's effective limits (core.policy), read once for the whole upload.
+    limits: Limits
 
 
 class _HeadCheck:
@@ -84,8 +87,12 @@ class UploadReceiver:
         objects: Objects,
         authorizer: Authorizer,
         enqueue: SendScan,
+        limits: Callable[[str], Limits] | None = None,
     ) -> None:
         self._settings = settings
+        # A tenant's limits (api/policy.py's cache); without one, the installation's for all.
+        installation = Limits(settings.max_upload_size, settings.allowed_types)
+        self._limits = limits or (lambda _tenant: installation)
         self._records = records
         self._objects = objects
         self._auth = authorizer
@@ -118,7 +125,8 @@ class UploadReceiver:
                         )
                     if staged is not None:
                         raise BadRequest("The request holds more than one 'attachment' part")
-                    staged = self._stage(part, name_field or part.filename)
+                    limits = self._limits(profile.tenant)
+                    staged = self._stage(part, name_field or part.filename, limits)
             if staged is None:
                 raise BadRequest("The request has no 'attachment' file part")
             if profile is None:
@@ -129,18 +137,22 @@ class UploadReceiver:
                 self._discard(staged.key)
             raise
 
-    def _stage(self, part: Part, known_name: str | None) -> _Staged:
+    def _stage(self, part: Part, known_name: str | None, limits: Limits) -> _Staged:
         check: Callable[[bytes], object] | None = None
         if known_name:
             # Everything needed to refuse on the name is here: fail before storing a byte. A
             # `filename` field sent after the file part still names the attachment, but cannot
             # rescue a part whose own name is refused (Crafter's client sends it before).
             name = clean_name(known_name, self._settings.max_filename_length)
-            declared = declared_type(name, self._settings.allowed_types)
+            declared = declared_type(name, limits.allowed_types)
             check = functools.partial(check_head, name, declared)
         key = staging_key(uuid.uuid4().hex)
         reader = HashingReader(
-            _HeadCheck(part.stream.read, check), self._settings.max_upload_size, HEAD_SIZE
+            # Over the tenant's size, the read fails mid-stream: the part in flight is aborted
+            # and nothing past the limit is stored.
+            _HeadCheck(part.stream.read, check),
+            limits.max_upload_size,
+            HEAD_SIZE,
         )
         try:
             self._objects.put_stream(
@@ -154,13 +166,13 @@ class UploadReceiver:
             # put_stream aborted a multipart upload; a single-part PUT may still have landed.
             self._discard(key)
             raise
-        return _Staged(key=key, reader=reader, raw_name=part.filename)
+        return _Staged(key=key, reader=reader, raw_name=part.filename, limits=limits)
 
     def _record(
         self, profile: Profile, staged: _Staged, name_field: str | None
     ) -> tuple[Attachment, Upload]:
         name = clean_name(name_field or staged.raw_name, self._settings.max_filename_length)
-        declared = declared_type(name, self._settings.allowed_types)
+        declared = declared_type(name, staged.limits.allowed_types)
         reader = staged.reader
         sniffed = check_head(name, declared, reader.head)
         upload_id = staged.key.rsplit("/", 1)[-1]
@@ -183,6 +195,16 @@ class UploadReceiver:
             self._enqueue(upload.id)
         except Exception:
             log.warning("enqueue of upload %s failed; the reconciler will send it", upload.id)
+        else:
+            with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
+                log.info(
+                    "upload %s received: '%s' (%s, %d bytes) for profile %s; sent to scan",
+                    upload.id,
+                    name,
+                    declared,
+                    reader.size,
+                    profile.id,
+                )
         return attachment, upload
 
     def _discard(self, key: str) -> None:

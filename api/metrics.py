@@ -24,8 +24,10 @@ from api.overview import OpsSources, Probe
 from core.clamd import EngineVersion
 from core.domain import ACTIVE, INTAKE_REASONS, VERIFY_REASONS, State
 from storage.telemetry import COUNTERS, LATENCY_BUCKETS
+from storage.webhooks import OutboxStats
 
 SCAN_OUTCOMES = ("clean", "infected", "over_limit", "error")
+WEBHOOK_OUTCOMES = ("delivered", "http_error", "connection_error", "refused")
 
 _HELP = {
     "upload_transitions": "Upload state changes made by pipeline tasks",
@@ -33,11 +35,17 @@ _HELP = {
     "typecheck_rejections": "Uploads refused for their content, by stage and reason",
     "task_retries": "Task retries after a transient error",
     "task_failures": "Tasks that raised an unexpected error",
+    "webhook_attempts": "Webhook delivery attempts by outcome",
+    "quarantine_actions": "Quarantined files released or purged by an operator",
+    "images_sanitized": "Pictures attached by the sanitize step, changed or left byte for byte",
+    "image_bytes_removed": "Bytes the sanitize step removed from pictures (metadata, thumbnails)",
 }
 
 # Label values always exported, at zero until they happen, so rate() and alerts see them.
 _KNOWN: dict[str, list[tuple[str, ...]]] = {
     "scan_outcomes": [(o,) for o in SCAN_OUTCOMES],
+    "webhook_attempts": [(o,) for o in WEBHOOK_OUTCOMES],
+    "quarantine_actions": [("release",), ("purge",)],
     "typecheck_rejections": [
         *(("verify", r.value) for r in VERIFY_REASONS),
         *(("intake", r.value) for r in INTAKE_REASONS),
@@ -75,6 +83,10 @@ class AttachdCollector(Collector):
             for state in tuple(ACTIVE):
                 g.add_metric([state], (now - moved[state]).total_seconds() if state in moved else 0)
             yield g
+
+        outbox = attempt("database", src.stats.webhooks)
+        if outbox is not None:
+            yield from webhook_metrics(outbox)
 
         queues = attempt("redis", lambda: src.telemetry.queues(src.queues))
         workers = attempt("redis", src.telemetry.workers)
@@ -161,6 +173,22 @@ class AttachdCollector(Collector):
         for source in ("database", "redis", "clamd"):
             up.add_metric([source], 0 if source in attempt.errors else 1)
         yield up
+
+
+def webhook_metrics(outbox: OutboxStats) -> Iterator[Metric]:
+    g = GaugeMetricFamily(
+        "attachd_webhook_deliveries",
+        "Webhook deliveries in the outbox by state (pending, delivered, failed: given up)",
+        labels=["state"],
+    )
+    for state, n in outbox.by_state.items():
+        g.add_metric([state], n)
+    yield g
+    yield GaugeMetricFamily(
+        "attachd_webhook_outbox_oldest_age_seconds",
+        "Age of the oldest pending webhook delivery (0 when none is pending)",
+        value=outbox.oldest_pending_age_seconds,
+    )
 
 
 def registry(sources: OpsSources) -> CollectorRegistry:

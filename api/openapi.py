@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import openapi_links
 from core import package_version
 from core.domain import State
 
@@ -29,10 +30,13 @@ STATES = [state.value for state in State]
 _DESCRIPTION = """\
 Crafter Profile's attachment API, with uploads scanned and verified before they are served.
 
-Every route except `/api/1/monitoring/*` needs `accessTokenId`, as a query parameter or (upload,
-create) as a form field. Attachment and profile calls need `MANAGE_PROFILES` on the profile's
-tenant. Every path also answers with the `.json` suffix Crafter's Java client appends
-(`…/attachments/.json`, `…/details.json`), and under the configured URL prefix.
+Every route except `/api/1/monitoring/*` and this document needs `accessTokenId`, as a query
+parameter or (upload, create) as a form field. Attachment and profile calls need
+`MANAGE_PROFILES` on the profile's tenant. Every path also answers with the `.json` suffix
+Crafter's Java client appends (`…/attachments/.json`, `…/details.json`), and under the
+configured URL prefix. On the `.json` paths only, an unknown attachment answers as Crafter does:
+its details an empty attachment (200, every field null, `fileSizeBytes` 0), its download an
+empty 200. `/api/1/signed/…` needs no token: its signature is the credential.
 Errors are always `{"errorCode", "message"}`."""
 
 
@@ -92,8 +96,24 @@ _SCHEMAS: dict[str, Any] = {
             "declaredType": {"type": "string", "description": "From the name's extension"},
             "sniffedType": _nullable("string", description="libmagic on the first KiB"),
             "detectedType": _nullable("string", description="The verifier's finding"),
-            "md5": {"type": "string"},
-            "fileSizeBytes": {"type": "integer"},
+            "md5": {"type": "string", "description": "Of the bytes received"},
+            "fileSizeBytes": {"type": "integer", "description": "Of the bytes received"},
+            "servedMd5": {
+                "type": "string",
+                "description": "Of the bytes served (sanitized; the received md5 until then)",
+            },
+            "servedFileSizeBytes": {"type": "integer"},
+            "sanitizedBy": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "enum": ["strip", "orient", "reencode"]},
+                "description": "The steps that changed the picture ([]: served byte for byte; "
+                "null: not sanitized — an SVG, ATTACHD_IMAGE_SANITIZE=off, or not yet)",
+            },
+            "renditions": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "Sizes `?size=` serves for this version",
+            },
             "served": {
                 "type": "boolean",
                 "description": "Whether this upload is the version served now",
@@ -104,6 +124,9 @@ _SCHEMAS: dict[str, Any] = {
             "scannedAt": _nullable("string", format="date-time"),
             "verifiedAt": _nullable("string", format="date-time"),
             "finishedAt": _nullable("string", format="date-time"),
+            "releasedBy": _nullable("string", description="Who released it from quarantine"),
+            "releasedAt": _nullable("string", format="date-time"),
+            "releaseReason": _nullable("string"),
         }
     ),
     "Profile": _obj(
@@ -174,6 +197,14 @@ _PARAMS: dict[str, Any] = {
         "description": "The attachment's fileName (without extension) or its 24-hex id",
         "schema": {"type": "string"},
     },
+    "size": {
+        "name": "size",
+        "in": "query",
+        "required": False,
+        "description": "A rendition instead of the file: its longest side in pixels, one of "
+        "ATTACHD_IMAGE_RENDITIONS (default 128, 512); another size, or any for an SVG, is a 400",
+        "schema": {"type": "integer", "minimum": 1},
+    },
 }
 
 
@@ -229,7 +260,7 @@ def _paths() -> dict[str, Any]:
                 "304": {"description": "Not modified (If-None-Match, If-Modified-Since)"},
                 **_errors(*read_errors, "416"),
             },
-            params=("profileId", "name"),
+            params=("profileId", "name", "size"),
         ),
         "head": _op(
             "The download's headers",
@@ -238,7 +269,7 @@ def _paths() -> dict[str, Any]:
                 "304": {"description": "Not modified"},
                 **_errors(*read_errors),
             },
-            params=("profileId", "name"),
+            params=("profileId", "name", "size"),
         ),
         "delete": _op(
             "Delete the attachment, every version of it and every object",
@@ -365,9 +396,10 @@ def _paths() -> dict[str, Any]:
         },
         "/api/1/openapi.json": {
             "get": _op(
-                "This document",
-                {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors("403", "503")},
+                "This document (no token)",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                 params=(),
+                public=True,
             )
         },
     }
@@ -383,13 +415,13 @@ def document(url_prefix: str = "") -> dict[str, Any]:
         },
         "servers": [{"url": url_prefix or "/"}],
         "security": [{"accessTokenId": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **openapi_links.paths(_FILE_HEADERS, _FILE_BODY)},
         "components": {
             "securitySchemes": {
                 "accessTokenId": {"type": "apiKey", "in": "query", "name": "accessTokenId"}
             },
-            "schemas": _SCHEMAS,
-            "parameters": _PARAMS,
+            "schemas": {**_SCHEMAS, **openapi_links.SCHEMAS},
+            "parameters": {**_PARAMS, **openapi_links.PARAMS},
             "responses": {
                 code: _json(_ref("schemas", "Error"), text) for code, text in _ERRORS.items()
             },

@@ -57,6 +57,11 @@ def _percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _total(counters: dict[str, dict[tuple[str, ...], float]], name: str, *last: str) -> int:
+    """A counter summed over its first label (the format), for the given last labels."""
+    return int(sum(v for labels, v in counters.get(name, {}).items() if labels[1:] == last))
+
+
 def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     """Everything the dashboard shows, as plain data (also served as JSON)."""
     attempt = Probe()
@@ -71,6 +76,7 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         attempt("database", lambda: st.rejections_since(now - timedelta(hours=24))) or {}
     )
     problems = attempt("database", st.recent_problems) or []
+    outbox = attempt("database", st.webhooks)
     queues: list[QueueState] = (
         attempt("redis", lambda: sources.telemetry.queues(sources.queues)) or []
     )
@@ -150,6 +156,32 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         ],
         "scan_outcomes": {
             labels[0]: int(v) for labels, v in counters.get("scan_outcomes", {}).items()
+        },
+        # The sanitize step (workers/sanitize), all formats together.
+        "sanitized": {
+            "changed": _total(counters, "images_sanitized", "changed"),
+            "unchanged": _total(counters, "images_sanitized", "unchanged"),
+            "bytes_removed": _total(counters, "image_bytes_removed"),
+        },
+        "webhooks": None
+        if outbox is None
+        else {
+            "deliveries": outbox.by_state,
+            "oldest_pending_seconds": round(outbox.oldest_pending_age_seconds, 1),
+            "attempts": {
+                labels[0]: int(v) for labels, v in counters.get("webhook_attempts", {}).items()
+            },
+            "failed": [
+                {
+                    "id": d.id,
+                    "type": d.event_type,
+                    "url": d.url,
+                    "attempts": d.attempts,
+                    "error": d.last_error,
+                    "when": d.created_at.isoformat(timespec="seconds"),
+                }
+                for d in outbox.recent_failures
+            ],
         },
         "signatures": None
         if signatures is None

@@ -41,7 +41,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.ATTACHED: frozenset({State.SUPERSEDED, State.INFECTED, State.REJECTED, State.FAILED}),
     # An operator's retry puts a failed upload back at the start.
     State.FAILED: frozenset({State.STAGED}),
-    State.INFECTED: frozenset(),
+    # An operator's release (`attachd quarantine release`): a false positive skips the scan once
+    # and goes through verify and attach like any other file.
+    State.INFECTED: frozenset({State.VERIFYING}),
     State.REJECTED: frozenset(),
     State.SUPERSEDED: frozenset(),
 }
@@ -68,6 +70,8 @@ class Reason(StrEnum):
     CORRUPT = "corrupt"
     POLYGLOT = "polyglot"
     SVG_UNSAFE = "svg_unsafe"
+    # The picture passed the checks but could not be made safe to publish within the limits.
+    UNSANITIZABLE = "unsanitizable"
     # Failures of the pipeline itself.
     OBJECT_MISSING = "object_missing"
     GAVE_UP = "gave_up"

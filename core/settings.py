@@ -6,6 +6,7 @@ with a message that names the variable, never the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,14 @@ def _bool(value: str) -> bool:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _sizes(value: str) -> tuple[int, ...]:
+    """A comma-separated list of positive pixel sizes, ascending and without repeats."""
+    sizes = sorted({_int(item) for item in _csv(value)})
+    if any(size < 1 for size in sizes):
+        raise ValueError("sizes must be positive")
+    return tuple(sizes)
 
 
 def _size(value: str) -> int:
@@ -79,6 +88,13 @@ def _pools(value: str) -> tuple[str, ...]:
     for entry in entries:
         parse_pool(entry)
     return entries
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    nets = _csv(value)
+    for net in nets:
+        ipaddress.ip_network(net, strict=False)
+    return nets
 
 
 def _prefix(value: str) -> str:
@@ -139,6 +155,13 @@ class Settings:
     upload_idle_timeout: float = 30.0
     max_image_pixels: int = 40_000_000
     max_svg_size: int = 5 * 1024 * 1024
+    # Raster pictures before attach (workers/sanitize): strip metadata (location, camera, text)
+    # and apply orientation, reencode always, or off; renditions' longest sides in pixels; days
+    # the uploaded original is kept in its private bucket (0: deleted once the sanitized one is).
+    image_sanitize: str = "strip"
+    image_renditions: tuple[int, ...] = (128, 512)
+    keep_originals_days: int = 0
+    bucket_originals: str = "attachd-originals"
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
     reconcile_after_seconds: int = 300
     # Rescans after a signature update: files queued per sweep, and Celery's per-worker rate.
@@ -146,8 +169,11 @@ class Settings:
     rescan_rate_limit: str = "10/s"
     log_level: str = "INFO"
     # json: one JSON object per line, with request, upload and task ids (docs/OPERATIONS.md);
-    # text: the classic one-line format, for reading by eye.
-    log_format: str = "json"
+    # text: one short line for reading by eye; auto: text on a terminal, JSON anywhere else.
+    log_format: str = "auto"
+    # The demo page (/demo) uploads with `attachd demo`'s token, held server-side, for anyone
+    # who reaches the API: make run turns it on; nothing else should.
+    demo: bool = False
     # Flower binds to loopback unless told otherwise; `attachd flower` refuses any other address
     # without basic auth.
     flower_host: str = "127.0.0.1"
@@ -164,11 +190,30 @@ class Settings:
     insecure_defaults: bool = False
     # Worker pools, one Celery worker each: "queues=concurrency", queues joined with '+',
     # concurrency N (fixed) or MIN-MAX (autoscaled). `attachd worker` runs them all.
-    worker_pools: tuple[str, ...] = ("scan=1-4", "verify=1-2", "attach+maintenance=1")
+    worker_pools: tuple[str, ...] = (
+        "scan=1-4",
+        "verify=1-2",
+        "attach+maintenance=1",
+        # Webhook deliveries wait on other people's servers: a pool of their own, so a slow
+        # receiver never holds a process the pipeline needs.
+        "webhooks=1-4",
+    )
     # A pool process is replaced after this many tasks or once it holds this much memory: image
     # decoding can leave a process bigger than it needs to stay.
     worker_max_tasks_per_child: int = 500
     worker_max_memory_per_child: int = 512 * 1024 * 1024
+    # Webhooks: seconds per delivery attempt (connect and each read), the retry schedule (first
+    # retry within `base`, doubling up to `max`, given up `give_up` after the event), and the
+    # networks receivers may be in although private (none: only public addresses).
+    webhook_timeout: float = 10.0
+    webhook_retry_base_seconds: float = 15.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_give_up_seconds: float = 86400.0
+    webhook_allowed_networks: tuple[str, ...] = ()
+    # Signed download links (api/signing.py): HMAC keys, the first signs and every one verifies
+    # (rotation); none set, the link routes answer 503. Links live at most this many seconds.
+    url_secret: tuple[str, ...] = ()
+    signed_url_max_seconds: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,11 +253,16 @@ class Settings:
             "upload_idle_timeout": float,
             "max_image_pixels": _int,
             "max_svg_size": _size,
+            "image_sanitize": str,
+            "image_renditions": _sizes,
+            "keep_originals_days": _int,
+            "bucket_originals": str,
             "reconcile_after_seconds": _int,
             "rescan_batch": _int,
             "rescan_rate_limit": str,
             "log_level": str,
             "log_format": str,
+            "demo": _bool,
             "flower_host": str,
             "ops_user": str,
             "ops_password": str,
@@ -222,6 +272,13 @@ class Settings:
             "worker_pools": _pools,
             "worker_max_tasks_per_child": _int,
             "worker_max_memory_per_child": _size,
+            "webhook_timeout": float,
+            "webhook_retry_base_seconds": float,
+            "webhook_retry_max_seconds": float,
+            "webhook_give_up_seconds": float,
+            "webhook_allowed_networks": _networks,
+            "url_secret": _csv,
+            "signed_url_max_seconds": _int,
         }
         values: dict[str, Any] = {}
         for name, parse in parsers.items():
@@ -266,12 +323,35 @@ class Settings:
             "LOG_LEVEL",
             "must be DEBUG, INFO, WARNING or ERROR",
         )
-        need(self.log_format in {"json", "text"}, "LOG_FORMAT", "must be json or text")
+        need(
+            self.log_format in {"auto", "json", "text"}, "LOG_FORMAT", "must be auto, json or text"
+        )
         need(bool(self.worker_pools), "WORKER_POOLS", "must list at least one pool")
         need(bool(self.ops_user), "OPS_USER", "must not be empty")
         need(
+            self.image_sanitize in {"strip", "reencode", "off"},
+            "IMAGE_SANITIZE",
+            "must be strip, reencode or off",
+        )
+        need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
+        need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
+        need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
+        need(
+            self.webhook_retry_max_seconds >= self.webhook_retry_base_seconds,
+            "WEBHOOK_RETRY_MAX_SECONDS",
+            "must be at least WEBHOOK_RETRY_BASE_SECONDS",
+        )
+        need(
             self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD", "must be at least 1"
         )
+        # A short key can be guessed offline from one link; 32 characters is what `make run` and
+        # `openssl rand -hex 16` give.
+        need(
+            all(len(key) >= 32 for key in self.url_secret),
+            "URL_SECRET",
+            "every key must be at least 32 characters",
+        )
+        need(self.signed_url_max_seconds >= 1, "SIGNED_URL_MAX_SECONDS", "must be at least 1")
 
     def pools(self) -> tuple[WorkerPool, ...]:
         return tuple(parse_pool(entry) for entry in self.worker_pools)

@@ -117,7 +117,28 @@ uploads = Table(
     Column("scanned_at", DateTime(timezone=True), nullable=True),
     Column("verified_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # An operator's release of a quarantined file, and the purge of its evidence (migration 0006).
+    Column("released_by", String(255), nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Column("release_reason", Text, nullable=True),
+    Column("purged_at", DateTime(timezone=True), nullable=True),
+    # The served file when the sanitize step changed it, and its renditions (migration 0005).
+    Column("served_md5", String(32), nullable=True),
+    Column("served_sha256", String(64), nullable=True),
+    Column("served_size", BigInteger, nullable=True),
+    Column("sanitize_steps", String(64), nullable=True),
+    Column("renditions", JSON, nullable=True),
     Index("ix_uploads_state_updated", "state", "updated_at"),
     Index("ix_uploads_attachment", "attachment_id"),
     Index("ix_uploads_state_sigver", "state", "signature_version"),
+)
+
+# A tenant's own limits (migration 0006); NULL: as the installation. They only ever narrow it.
+tenant_policies = Table(
+    "tenant_policies",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("max_upload_size", BigInteger, nullable=True),
+    Column("allowed_types", JSON, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

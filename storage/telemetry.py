@@ -45,6 +45,14 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "typecheck_rejections": ("stage", "reason"),
     "task_retries": ("task",),
     "task_failures": ("task",),
+    # An operator's `attachd quarantine release` / `purge` (workers/quarantine.py).
+    "quarantine_actions": ("action",),
+    # Webhook attempts: delivered, http_error, connection_error, refused (the SSRF guard).
+    "webhook_attempts": ("outcome",),
+    # The sanitize step (workers/sanitize): pictures attached, changed or left byte for byte,
+    # and the bytes their metadata took.
+    "images_sanitized": ("format", "outcome"),
+    "image_bytes_removed": ("format",),
 }
 LATENCY = "upload_latency_seconds"
 LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, math.inf)

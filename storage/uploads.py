@@ -18,12 +18,14 @@ from sqlalchemy.exc import IntegrityError
 
 from core.domain import ACTIVE, TERMINAL, TRANSITIONS, Reason, State
 from core.errors import IllegalTransition, ServiceUnavailable
+from storage import webhooks as outbox
 from storage.engine import EngineBound, as_utc, new_object_id, utcnow
 from storage.schema import attachments, profiles, uploads
+from storage.served import Served
 
 
 @dataclass(frozen=True)
-class Upload:
+class Upload(Served):
     seq: int
     id: str
     attachment_id: str
@@ -53,6 +55,21 @@ class Upload:
     # The typed reason beside the human one in `reason` (None while nothing went wrong). Last,
     # with a default, so an Upload built by hand (tests, fakes) need not name it.
     reason_code: Reason | None = None
+    # An operator's release of a quarantined file, and the purge of its evidence.
+    released_by: str | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = None
+    purged_at: datetime | None = None
+    # What is served when the sanitize step changed the file (migration 0005): its digests and
+    # size (None: the bytes received are served), the steps that changed it ("strip,orient";
+    # "" for none; None when the step did not run), and its renditions as
+    # [{"px", "size", "md5", "sha256", "stored"}] (storage/served.py), each stored at
+    # rendition_key(object_key, px) unless "stored" is false: then it is the file itself.
+    served_md5: str | None = None
+    served_sha256: str | None = None
+    served_size: int | None = None
+    sanitize_steps: str | None = None
+    renditions: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ class AttachOutcome:
 _UPLOAD_FIELDS = tuple(f.name for f in fields(Upload))
 _DATETIME_FIELDS = frozenset(
     {"created_at", "updated_at", "scanned_at", "verified_at", "finished_at", "resend_after"}
-)
+) | {"released_at", "purged_at"}
 
 
 def upload_from_row(row: Row[Any]) -> Upload:
@@ -210,7 +227,10 @@ class Uploads(EngineBound):
                 .where(uploads.c.id == upload_id, uploads.c.state.in_(states))
                 .values(state=State(new_state), updated_at=now, **extra)
             )
-        return result.rowcount == 1
+            moved = result.rowcount == 1
+            events = outbox.upload_event(conn, upload_id, new_state, now) if moved else []
+        self._announce(events)
+        return moved
 
     def update_upload(self, upload_id: str, expected_state: str, **values: Any) -> bool:
         """Set fields while the upload stays in expected_state (also a compare-and-set). It never
@@ -276,13 +296,16 @@ class Uploads(EngineBound):
                 ).first()
                 previous = upload_from_row(prev_row) if prev_row else None
             if previous is not None and previous.seq > up.seq:
+                # Superseded at once by the caller: never served, so no `upload.attached`.
                 return AttachOutcome(current=False, replaced=None)
             conn.execute(
                 update(attachments)
                 .where(attachments.c.id == att.id)
                 .values(current_upload_id=upload_id)
             )
-            return AttachOutcome(current=True, replaced=previous)
+            events = outbox.upload_event(conn, upload_id, State.ATTACHED, now)
+        self._announce(events)
+        return AttachOutcome(current=True, replaced=previous)
 
     def supersede(self, upload_id: str, reason: str) -> bool:
         """An attached version that is no longer current is not served: it becomes history
@@ -307,12 +330,15 @@ class Uploads(EngineBound):
                     **values,
                 )
             ).rowcount
+            events: list[str] = []
             if changed == 1:
                 conn.execute(
                     update(attachments)
                     .where(attachments.c.current_upload_id == upload_id)
                     .values(current_upload_id=None)
                 )
+                events = outbox.upload_event(conn, upload_id, State.INFECTED, now)
+        self._announce(events)
         return changed == 1
 
     def clear_current(self, attachment_id: str, upload_id: str) -> None:
@@ -378,8 +404,10 @@ class Uploads(EngineBound):
             rows = conn.execute(
                 select(uploads).where(uploads.c.attachment_id == attachment_id)
             ).all()
+            events = outbox.deleted_event(conn, attachment_id, utcnow())
             conn.execute(delete(uploads).where(uploads.c.attachment_id == attachment_id))
             conn.execute(delete(attachments).where(attachments.c.id == attachment_id))
+        self._announce(events)
         return [upload_from_row(r) for r in rows]
 
     def owner_of(self, attachment_id: str) -> tuple[str, str] | None:

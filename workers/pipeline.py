@@ -16,9 +16,11 @@ from core.clamd import ClamdClient, EngineVersion
 from core.domain import ACTIVE, TERMINAL, Reason, State, Transition
 from core.errors import ObjectMissing, ScanLimitExceeded
 from core.tasks import TaskName
-from storage.objects import ObjectStore, attachment_key
+from storage.objects import ObjectStore, attachment_key, rendition_key
 from storage.records import RecordStore, Upload, utcnow
 from workers import typecheck
+from workers.sanitize import Unsanitizable
+from workers.sanitize.publish import Outcome, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class Pipeline:
         limits: Limits,
         clock: Callable[[], datetime] = utcnow,
         observe: Observe | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.records = records
         self.objects = objects
@@ -56,6 +59,8 @@ class Pipeline:
         self.limits = limits
         self.clock = clock
         self.observe: Observe = observe or (lambda _: None)
+        # Sanitizes raster pictures on their way to the attachments bucket; None: copied as is.
+        self.publisher = publisher
         self.buckets = objects.buckets
 
     # --- scan ---------------------------------------------------------------------------------
@@ -107,6 +112,11 @@ class Pipeline:
             signature_version=EngineVersion.parse(result.engine_version).signatures,
             scanned_at=now,
         ):
+            log.info(
+                "upload %s scanned clean (%s); checking its content next",
+                upload_id,
+                result.engine_version,
+            )
             self.send(TaskName.VERIFY, upload_id)
         return State.VERIFYING
 
@@ -147,6 +157,11 @@ class Pipeline:
             ):
                 current = self.records.get_upload(upload_id)
                 return current.state if current else None
+            log.info(
+                "upload %s verified: it is %s; attaching next",
+                upload_id,
+                verdict.detected_type or up.declared_type,
+            )
         self.send(TaskName.ATTACH, upload_id)
         return State.VERIFYING
 
@@ -162,34 +177,57 @@ class Pipeline:
             self.objects.delete(self.buckets.staging, up.staging_key)
             return None
         key = attachment_key(owner[0], owner[1], up.attachment_id, up.id)
+        published: Outcome | None = None
         try:
-            self.objects.copy(self.buckets.staging, up.staging_key, self.buckets.attachments, key)
+            if self.publisher is not None and self.publisher.applies(up):
+                published = self.publisher.publish(up, key)
+                if not self.records.update_upload(upload_id, State.VERIFYING, **published.values):
+                    current = self.records.get_upload(upload_id)
+                    if current is None:
+                        self._delete_served(key)
+                    return current.state if current else None
+            else:
+                self.objects.copy(
+                    self.buckets.staging, up.staging_key, self.buckets.attachments, key
+                )
+        except Unsanitizable as exc:
+            reason = f"cannot sanitize: {exc}"
+            return self._refuse(up, State.VERIFYING, Reason.UNSANITIZABLE, reason)
         except ObjectMissing:
             if not self.objects.exists(self.buckets.attachments, key):
                 return self._fail(up, _STAGED_MISSING, Reason.OBJECT_MISSING)
-            # A previous run copied it and died before committing: carry on.
+            # A previous run put it and died before committing: carry on.
         outcome = self.records.attach(upload_id, key)
         if outcome is None:
             current = self.records.get_upload(upload_id)
             if current is None:  # the attachment was deleted meanwhile: leave nothing behind
-                self.objects.delete(self.buckets.attachments, key)
+                self._delete_served(key)
             return current.state if current else None
         self._moved(up, State.VERIFYING, State.ATTACHED)
+        if published is not None and self.publisher is not None:
+            self.publisher.count(published)
         self.objects.delete(self.buckets.staging, up.staging_key)
         if not outcome.current:
             # A newer upload of the same name was attached first: this one is history already.
             if self.records.supersede(upload_id, "a newer upload of this name was attached first"):
                 self._moved(up, State.ATTACHED, State.SUPERSEDED)
-            self.objects.delete(self.buckets.attachments, key)
+            self._delete_served(key)
             return State.SUPERSEDED
         old = outcome.replaced
         if old is not None and old.id != upload_id:
             if self.records.supersede(old.id, f"replaced by upload {upload_id}"):
                 self._moved(old, State.ATTACHED, State.SUPERSEDED)
-            if old.object_key:
-                self.objects.delete(self.buckets.attachments, old.object_key)
-        log.info("upload %s attached as %s", upload_id, key)
+            for old_key in old.served_keys():
+                self.objects.delete(self.buckets.attachments, old_key)
+        log.info("upload %s attached: served from now on", upload_id, extra={"object_key": key})
         return State.ATTACHED
+
+    def _delete_served(self, key: str) -> None:
+        """A version's file and every rendition it may have (deleting a missing one is a no-op)."""
+        self.objects.delete(self.buckets.attachments, key)
+        sizes = self.publisher.options.renditions if self.publisher is not None else ()
+        for px in sizes:
+            self.objects.delete(self.buckets.attachments, rendition_key(key, px))
 
     def _quarantine(
         self, bucket: str, key: str, upload_id: str, signature: str | None, when: datetime
@@ -275,7 +313,8 @@ class Pipeline:
         ):
             self._moved(up, State.ATTACHED, State.INFECTED, Reason.INFECTED)
             log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
-        self.objects.delete(self.buckets.attachments, up.object_key)
+        for key in up.served_keys():  # its renditions are the same picture
+            self.objects.delete(self.buckets.attachments, key)
         return State.INFECTED
 
     def _fail_attached(

@@ -23,8 +23,10 @@ from storage import broker
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
+from workers import webhooks
 from workers.metrics import TransitionCounter
 from workers.pipeline import Limits, Pipeline
+from workers.sanitize import publish
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
         reconcile_after_seconds=settings.reconcile_after_seconds,
     )
     counter = TransitionCounter(Telemetry.from_url(settings.redis_url))
+    # The webhook deliveries a move writes are sent right after its commit.
+    records.announce = webhooks.build_courier(settings, app, records).announce
     return Pipeline(
         records,
         objects,
@@ -49,6 +53,7 @@ def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
         lambda task, upload_id: broker.send(app, task, upload_id),
         limits,
         observe=counter,
+        publisher=publish.from_settings(settings, objects, counter.telemetry),
     )
 
 
@@ -92,11 +97,19 @@ def register(app: Celery, settings: Settings) -> None:
     """Bind the tasks to `app`. The pipeline (database engine, HTTP pools) is built lazily in
     each worker process, after the fork, never at import."""
     holder: dict[str, Pipeline] = {}
+    couriers: dict[str, webhooks.Courier] = {}
 
     def pipeline() -> Pipeline:
         if "p" not in holder:
             holder["p"] = build_pipeline(settings, app)
         return holder["p"]
+
+    def courier() -> webhooks.Courier:
+        if "c" not in couriers:
+            couriers["c"] = webhooks.build_courier(settings, app, pipeline().records)
+        return couriers["c"]
+
+    webhooks.register(app, courier, settings)
 
     @app.task(name=TaskName.SCAN, base=PipelineTask, bind=True)
     def scan(self: PipelineTask, upload_id: str) -> Any:
@@ -122,6 +135,12 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name=TaskName.RECONCILE, **maintenance)
     def reconcile() -> Any:
         result = pipeline().reconcile()
+        # Outbox rows whose message was lost (Redis restarted empty) or whose wait was too long
+        # for a countdown; a database hiccup here must not lose the pipeline's result.
+        try:
+            result["webhooks_resent"] = courier().sweep()
+        except ServiceUnavailable as exc:
+            log.warning("webhook sweep skipped: %s", exc)
         log.info("reconcile: %s", result)
         return result
 

@@ -11,13 +11,14 @@ import falcon
 import falcon.media
 from falcon.uri import encode_value
 
+from api import renditions
 from api.auth import Authorizer
 from api.crafter import OBJECT_ID, attachment_json
 from api.form import TOKEN_FIELD, open_form
 from api.intake import UploadReceiver
 from api.names import check_object_id
 from api.ports import Objects, Records
-from core.errors import AttachdError, NotFound
+from core.errors import AttachdError, NoSuchAttachment, NotFound
 from core.settings import Settings
 from storage.records import Attachment, Profile, Upload
 
@@ -27,6 +28,24 @@ log = logging.getLogger(__name__)
 _DOWNLOAD_ONLY = {"image/svg+xml"}
 # Served files are data, never a page: no script, no plugin, no fetch, even if opened directly.
 _CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+
+
+# Real Crafter's answer for an attachment it does not have (ProfileServiceImpl returns an empty
+# ProfileAttachment): Crafter sites test `if (avatarInfo.id)`, and its Java client throws on 404.
+EMPTY_ATTACHMENT: dict[str, Any] = {
+    "md5": None,
+    "contentType": None,
+    "fileSize": None,
+    "fileName": None,
+    "fileSizeBytes": 0,
+    "id": None,
+}
+
+
+def crafter_client(req: falcon.Request) -> bool:
+    """Whether the request came by the `.json` suffix only Crafter's Java client uses
+    (api/app.py's PathNormalizer notes it)."""
+    return bool(req.context.get("crafter_json"))
 
 
 def token_param(req: falcon.Request) -> str | None:
@@ -48,7 +67,7 @@ class _Base:
         profile = self.profile(req, profile_id)
         attachment = self.records.find_attachment(profile.id, name)
         if attachment is None:
-            raise NotFound(f"No attachment '{name}' found for profile \"{profile.id}\"")
+            raise NoSuchAttachment(f"No attachment '{name}' found for profile \"{profile.id}\"")
         return attachment
 
     def served(self, req: falcon.Request, profile_id: str, name: str) -> tuple[Attachment, Upload]:
@@ -60,7 +79,7 @@ class _Base:
             else None
         )
         if upload is None or upload.object_key is None:
-            raise NotFound(f"Attachment '{name}' has no verified version yet")
+            raise NoSuchAttachment(f"Attachment '{name}' has no verified version yet")
         return attachment, upload
 
 
@@ -98,12 +117,22 @@ class DetailsResource(_Base):
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
     ) -> None:
-        attachment, upload = self.served(req, profile_id, name)
+        try:
+            attachment, upload = self.served(req, profile_id, name)
+        except NoSuchAttachment:
+            if not crafter_client(req):
+                raise
+            resp.media = EMPTY_ATTACHMENT
+            return
         resp.media = attachment_json(attachment, upload)
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _steps(joined: str) -> list[str]:
+    return [step for step in joined.split(",") if step]
 
 
 def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
@@ -117,8 +146,15 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
         "declaredType": upload.declared_type,
         "sniffedType": upload.sniffed_type,
         "detectedType": upload.detected_type,
+        # What was received (the upload's answer reported it), and what is served once the
+        # sanitize step has run; `sanitizedBy`: the steps that changed it (empty: none; null:
+        # not sanitized: an SVG, the step off, or not there yet).
         "md5": upload.md5,
         "fileSizeBytes": upload.size,
+        "servedMd5": upload.served.md5,
+        "servedFileSizeBytes": upload.served.size,
+        "sanitizedBy": None if upload.sanitize_steps is None else _steps(upload.sanitize_steps),
+        "renditions": list(upload.rendition_sizes),
         "served": attachment.current_upload_id == upload.id,
         "servedUploadId": attachment.current_upload_id,
         "createdAt": _iso(upload.created_at),
@@ -126,6 +162,10 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
         "scannedAt": _iso(upload.scanned_at),
         "verifiedAt": _iso(upload.verified_at),
         "finishedAt": _iso(upload.finished_at),
+        # An operator's release from quarantine (`attachd quarantine release`): who, when, why.
+        "releasedBy": upload.released_by,
+        "releasedAt": _iso(upload.released_at),
+        "releaseReason": upload.release_reason,
     }
 
 
@@ -141,35 +181,29 @@ class StatusResource(_Base):
 
 
 class FileResource(_Base):
+    def __init__(
+        self,
+        records: Records,
+        objects: Objects,
+        authorizer: Authorizer,
+        renditions: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__(records, objects, authorizer)
+        self.renditions = renditions  # the configured sizes `?size=` may ask for
+
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
     ) -> None:
-        _attachment, upload = self.served(req, profile_id, name)
-        assert upload.object_key is not None
-        etag = falcon.ETag(upload.sha256)
-        _validators(resp, upload, etag)
-        if _not_modified(req, etag, upload.finished_at):
-            resp.status = falcon.HTTP_304
+        try:
+            _attachment, upload = self.served(req, profile_id, name)
+        except NoSuchAttachment:
+            if not crafter_client(req):
+                raise
+            # Crafter's own answer for a file it does not have: an empty 200.
+            resp.content_length = 0
             return
-        size = upload.size
-        byte_range = _byte_range(req, etag, size)
-        offset, length = byte_range if byte_range else (0, size)
-        bucket = self.objects.buckets.attachments
-        body: Iterator[bytes] | None = None
-        if req.method == "HEAD":
-            # The same answer as GET would give, without the bytes: 503 if MinIO is down.
-            self.objects.stat(bucket, upload.object_key)
-        elif length > 0:
-            chunks = self.objects.iter_range(bucket, upload.object_key, offset, length)
-            # Pull the first chunk before any header is set, so a MinIO failure is a clean 503,
-            # not a truncated 200.
-            body = _chain(next(chunks, b""), chunks)
-        _describe(resp, upload)
-        if byte_range:
-            resp.status = falcon.HTTP_206
-            resp.content_range = (offset, offset + length - 1, size)
-        resp.content_length = length
-        resp.stream = body
+        chosen = renditions.select(upload, req.get_param(renditions.SIZE_PARAM), self.renditions)
+        serve_file(req, resp, self.objects, upload, chosen=chosen)
 
     on_head = on_get
 
@@ -184,7 +218,8 @@ class FileResource(_Base):
         for upload in self.records.delete_attachment(attachment.id):
             for bucket, key in (
                 (buckets.staging, upload.staging_key),
-                (buckets.attachments, upload.object_key),
+                # The file and its renditions.
+                *((buckets.attachments, k) for k in upload.served_keys()),
                 (buckets.quarantine, upload.quarantine_key),
             ):
                 if key:
@@ -195,12 +230,56 @@ class FileResource(_Base):
         resp.status = falcon.HTTP_204
 
 
-def _validators(resp: falcon.Response, upload: Upload, etag: falcon.ETag) -> None:
+# What the download route answers a client may cache: revalidate every time (the token in its
+# URL is checked on each request). Signed links send their own, bounded by their expiry.
+REVALIDATE = "private, no-cache"
+
+
+def serve_file(
+    req: falcon.Request,
+    resp: falcon.Response,
+    objects: Objects,
+    upload: Upload,
+    cache_control: str = REVALIDATE,
+    chosen: renditions.Selected | None = None,
+) -> None:
+    """Answer GET or HEAD with an attached version's bytes: ETag and Last-Modified, conditional
+    requests (304), one byte range (206, 416), streamed from MinIO. The download route and
+    signed links (api/resources/links.py) both serve through here. `chosen`: the file or one of
+    its renditions (api/renditions.select); the file by default."""
+    chosen = chosen or renditions.select(upload, None, ())
+    etag = falcon.ETag(chosen.sha256)
+    _validators(resp, upload, etag, cache_control)
+    if _not_modified(req, etag, upload.finished_at):
+        resp.status = falcon.HTTP_304
+        return
+    size = chosen.size
+    byte_range = _byte_range(req, etag, size)
+    offset, length = byte_range if byte_range else (0, size)
+    bucket = objects.buckets.attachments
+    body: Iterator[bytes] | None = None
+    if req.method == "HEAD":
+        # The same answer as GET would give, without the bytes: 503 if MinIO is down.
+        objects.stat(bucket, chosen.key)
+    elif length > 0:
+        chunks = objects.iter_range(bucket, chosen.key, offset, length)
+        # Pull the first chunk before any header is set, so a MinIO failure is a clean 503,
+        # not a truncated 200.
+        body = _chain(next(chunks, b""), chunks)
+    _describe(resp, upload)
+    if byte_range:
+        resp.status = falcon.HTTP_206
+        resp.content_range = (offset, offset + length - 1, size)
+    resp.content_length = length
+    resp.stream = body
+
+
+def _validators(resp: falcon.Response, upload: Upload, etag: falcon.ETag, cache: str) -> None:
     """What a 304 repeats of the full answer."""
     resp.etag = etag
     if upload.finished_at:
         resp.last_modified = upload.finished_at
-    resp.set_header("Cache-Control", "private, no-cache")
+    resp.set_header("Cache-Control", cache)
 
 
 def _describe(resp: falcon.Response, upload: Upload) -> None:

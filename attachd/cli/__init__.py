@@ -12,7 +12,16 @@ import sys
 
 import click
 
-from attachd.cli import config, fleet, processes, provision, tokens, uploads
+from attachd.cli import (
+    config,
+    fleet,
+    processes,
+    provision,
+    quarantine,
+    tokens,
+    uploads,
+    webhook,
+)
 from core.errors import AttachdError
 
 
@@ -25,9 +34,11 @@ for _command in (
     *provision.COMMANDS,
     *tokens.COMMANDS,
     *uploads.COMMANDS,
+    *quarantine.COMMANDS,
     *fleet.COMMANDS,
     *processes.COMMANDS,
     *config.COMMANDS,
+    *webhook.COMMANDS,
 ):
     cli.add_command(_command)
 

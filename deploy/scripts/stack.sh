@@ -13,6 +13,8 @@ cd "$REPO_ROOT"
 VENV="$REPO_ROOT/.venv"
 export PATH="$VENV/bin:$PATH"
 export ATTACHD_VAR_DIR=${ATTACHD_VAR_DIR:-$REPO_ROOT/var}
+# A local demo receives its webhooks on localhost, which the delivery guard refuses by default.
+export ATTACHD_WEBHOOK_ALLOWED_NETWORKS=${ATTACHD_WEBHOOK_ALLOWED_NETWORKS-127.0.0.0/8,::1/128}
 VAR_DIR=$ATTACHD_VAR_DIR
 LOG_DIR="$VAR_DIR/log"
 API="http://${ATTACHD_API_HOST:-127.0.0.1}:${ATTACHD_API_PORT:-8080}${ATTACHD_URL_PREFIX:-}"
@@ -20,6 +22,8 @@ FLOWER="http://127.0.0.1:${ATTACHD_FLOWER_PORT:-5555}"
 # MinIO and clamd ports for the app, derived from the ports the services script starts them on.
 export ATTACHD_S3_ENDPOINT=${ATTACHD_S3_ENDPOINT:-127.0.0.1:${ATTACHD_MINIO_PORT:-9000}}
 export ATTACHD_REDIS_URL=${ATTACHD_REDIS_URL:-redis://127.0.0.1:${ATTACHD_REDIS_PORT:-6379}/0}
+# The demo page (/demo) is for this local stack only; production never sets it.
+export ATTACHD_DEMO=${ATTACHD_DEMO:-true}
 # A local stack runs on the development MinIO key its own services script made: allowed here,
 # with a warning, and refused by production start-up (core/secrets_check.py).
 export ATTACHD_INSECURE_DEFAULTS=${ATTACHD_INSECURE_DEFAULTS:-1}
@@ -44,6 +48,20 @@ ops_credentials() {
     export ATTACHD_FLOWER_PASSWORD=${ATTACHD_FLOWER_PASSWORD:-$ATTACHD_OPS_PASSWORD}
 }
 
+# The key of signed download links (ATTACHD_URL_SECRET): from the environment when set, else made
+# once per var dir in var/url-secret (mode 600), so links stay valid across restarts.
+url_secret() {
+    local file="$VAR_DIR/url-secret"
+    if [[ -z ${ATTACHD_URL_SECRET:-} ]]; then
+        if [[ ! -s $file ]]; then
+            mkdir -p "$VAR_DIR"
+            (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$file")
+        fi
+        ATTACHD_URL_SECRET=$(cat "$file")
+    fi
+    export ATTACHD_URL_SECRET
+}
+
 setup() {
     # make run needs no PostgreSQL: the embedded SQLite store is the default.
     "$SCRIPT_DIR/services.sh" start redis minio clamd
@@ -51,6 +69,8 @@ setup() {
     attachd init-storage
     attachd demo
     ops_credentials
+    url_secret
+    log "start here: $API/   (the demo: $API/demo, the API reference: $API/api/1/docs)"
     log "dashboard: $API/ops/dashboard   metrics: $API/metrics   flower: $FLOWER"
     log "  user $ATTACHD_OPS_USER, password in $VAR_DIR/ops-password (or ATTACHD_OPS_PASSWORD)"
 }
@@ -75,6 +95,8 @@ case ${1:-} in
         trap stop_services EXIT
         trap 'exit 130' INT TERM HUP
         setup
+        # The components write into the stack's pipe, never a terminal: `auto` is decided here.
+        [[ ${ATTACHD_LOG_FORMAT:-auto} != auto || ! -t 1 ]] || export ATTACHD_LOG_FORMAT=text
         python -m attachd.stack run &
         stack=$!
         # A terminal's Ctrl-C reaches the stack directly (same process group); a signal to this
