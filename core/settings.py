@@ -155,6 +155,9 @@ class Settings:
     upload_idle_timeout: float = 30.0
     max_image_pixels: int = 40_000_000
     max_svg_size: int = 5 * 1024 * 1024
+    # Files up to this size go through scan, verify and attach in one task, read once
+    # (workers/fused.py); 0: every file takes the three queues.
+    small_file_size: int = 1024 * 1024
     # Raster pictures before attach (workers/sanitize): strip metadata (location, camera, text)
     # and apply orientation, reencode always, or off; renditions' longest sides in pixels; days
     # the uploaded original is kept in its private bucket (0: deleted once the sanitized one is).
@@ -253,6 +256,7 @@ class Settings:
             "upload_idle_timeout": float,
             "max_image_pixels": _int,
             "max_svg_size": _size,
+            "small_file_size": _size,
             "image_sanitize": str,
             "image_renditions": _sizes,
             "keep_originals_days": _int,

@@ -416,7 +416,7 @@ class Pipeline:
             self.records.mark_resent(
                 up.id, attempts, now + timedelta(seconds=threshold * 2**attempts)
             )
-            self.send(_next_step(up), up.id)
+            self.send(next_step(up), up.id)
             resent += 1
         orphans = self.sweep_staging(cutoff)
         return {"resent": resent, "failed": gave_up, "orphans_deleted": orphans}
@@ -438,7 +438,7 @@ class Pipeline:
         return deleted
 
 
-def _next_step(up: Upload) -> TaskName:
+def next_step(up: Upload) -> TaskName:
     if up.state in (State.STAGED, State.SCANNING):
         return TaskName.SCAN
     return TaskName.ATTACH if up.verified_at is not None else TaskName.VERIFY

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import Celery, Task
@@ -24,6 +25,7 @@ from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
 from workers import webhooks
+from workers.fused import SmallFiles
 from workers.metrics import TransitionCounter
 from workers.pipeline import Limits, Pipeline
 from workers.sanitize import publish
@@ -68,10 +70,14 @@ class PipelineTask(Task):
     retry_backoff_max = 60  # ... up to a minute,
     retry_jitter = True  # and drawn at random below that, so a fleet does not retry in step.
 
-    def run_step(self, pipeline: Pipeline, upload_id: str) -> Any:
-        step: Callable[[str], Any] = getattr(pipeline, TaskName(self.name).short)
+    def run_step(
+        self, pipeline: Pipeline, upload_id: str, step: Callable[[str], Any] | None = None
+    ) -> Any:
+        """Run `step` (by default the pipeline's step of this task's name) on the upload."""
+        step = step or getattr(pipeline, TaskName(self.name).short)
         try:
-            return step(upload_id)
+            with _counts_batched(pipeline):
+                return step(upload_id)
         except TRANSIENT as exc:
             if self.request.retries < self.max_retries:
                 log.warning("%s %s: %s; retrying", self.name, upload_id, exc)
@@ -84,6 +90,12 @@ class PipelineTask(Task):
             upload_id, f"{short} gave up after {self.max_retries} retries: {exc}", Reason.GAVE_UP
         )
         return State.FAILED
+
+
+def _counts_batched(pipeline: Pipeline) -> AbstractContextManager[None]:
+    """A task's counts go to Redis in one round trip (storage/telemetry.py `batched`)."""
+    counter = pipeline.observe
+    return counter.telemetry.batched() if isinstance(counter, TransitionCounter) else nullcontext()
 
 
 class RescanTask(PipelineTask):
@@ -104,6 +116,11 @@ def register(app: Celery, settings: Settings) -> None:
             holder["p"] = build_pipeline(settings, app)
         return holder["p"]
 
+    def scan_step() -> Callable[[str], Any]:
+        if not settings.small_file_size:
+            return pipeline().scan
+        return SmallFiles(pipeline(), settings.small_file_size).scan
+
     def courier() -> webhooks.Courier:
         if "c" not in couriers:
             couriers["c"] = webhooks.build_courier(settings, app, pipeline().records)
@@ -113,7 +130,8 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=TaskName.SCAN, base=PipelineTask, bind=True)
     def scan(self: PipelineTask, upload_id: str) -> Any:
-        return self.run_step(pipeline(), upload_id)
+        # A small file's verify and attach run here too (workers/fused.py).
+        return self.run_step(pipeline(), upload_id, scan_step())
 
     @app.task(name=TaskName.VERIFY, base=PipelineTask, bind=True)
     def verify(self: PipelineTask, upload_id: str) -> Any:

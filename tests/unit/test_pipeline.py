@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,25 @@ class FakeObjects:
         self.buckets = Buckets("staging", "attachments", "quarantine")
         self.data: dict[tuple[str, str], bytes] = {}
         self.tags: dict[tuple[str, str], dict[str, str]] = {}
+        # GETs of object contents, and the objects `holding` keeps in memory meanwhile.
+        self.reads = 0
+        self.held: set[tuple[str, str]] = set()
+
+    def _get(self, bucket: str, key: str) -> bytes:
+        if (bucket, key) not in self.data:
+            raise ObjectMissing(key)
+        if (bucket, key) not in self.held:
+            self.reads += 1
+        return self.data[(bucket, key)]
+
+    @contextmanager
+    def holding(self, bucket: str, key: str, size: int) -> Iterator[None]:
+        self._get(bucket, key)
+        self.held.add((bucket, key))
+        try:
+            yield
+        finally:
+            self.held.discard((bucket, key))
 
     def copy(
         self, sb: str, sk: str, db: str, dk: str, *, tags: dict[str, str] | None = None
@@ -46,14 +66,10 @@ class FakeObjects:
     def iter_range(
         self, bucket: str, key: str, offset: int = 0, length: int = 0
     ) -> Iterator[bytes]:
-        if (bucket, key) not in self.data:
-            raise ObjectMissing(key)
-        yield self.data[(bucket, key)]
+        yield self._get(bucket, key)
 
     def open_reader(self, bucket: str, key: str, size: int) -> io.BytesIO:
-        if (bucket, key) not in self.data:
-            raise ObjectMissing(key)
-        return io.BytesIO(self.data[(bucket, key)])
+        return io.BytesIO(self._get(bucket, key))
 
     def list_keys(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, datetime | None]]:
         old = datetime.now(UTC) - timedelta(days=1)
