@@ -15,9 +15,12 @@ Redis errors become ServiceUnavailable here; callers never see redis-py.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +28,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from core.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 # Stamped on every task message at publish time (workers/signals.py): Celery's messages carry no
 # timestamp of their own, and the age of the oldest waiting message is the queue's best alarm.
@@ -118,6 +123,33 @@ class Telemetry:
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.clock = clock
+        # The pipeline that `batched` collects this thread's writes in, while it is open.
+        self._batch = threading.local()
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Counts written inside go to Redis in one round trip at the end, not one each: a
+        small file's task counts half a dozen things (make bench, B3). Best effort, like every
+        count: a Redis that is down at the end costs these counts (logged), never the work
+        done inside, and an exception from inside goes on unchanged."""
+        if getattr(self._batch, "pipe", None) is not None:  # already inside one
+            yield
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self._batch.pipe = pipe
+        try:
+            yield
+        finally:
+            # Also after a failure inside: what was counted before it still happened.
+            self._batch.pipe = None
+            try:
+                self._call(pipe.execute)
+            except ServiceUnavailable as exc:
+                log.warning("counts dropped: %s", exc)
+
+    def _writer(self) -> Any:
+        """Where a write goes: the open batch, or Redis itself (then sent at once)."""
+        return getattr(self._batch, "pipe", None)
 
     @classmethod
     def from_url(cls, url: str) -> Telemetry:
@@ -138,16 +170,28 @@ class Telemetry:
         names = COUNTERS[counter]
         if len(labels) != len(names):
             raise ValueError(f"{counter} takes labels {names}, got {labels}")
+        pipe = self._writer()
+        if pipe is not None:
+            pipe.hincrby(_KEY + counter, _field(labels), amount)
+            return
         self._call(lambda: self.redis.hincrby(_KEY + counter, _field(labels), amount))
 
     def observe_latency(self, state: str, seconds: float) -> None:
         bucket = next(b for b in LATENCY_BUCKETS if seconds <= b)
 
+        def add(pipe: Any) -> None:
+            pipe.hincrby(_KEY + LATENCY, _field((state, "bucket", repr(bucket))), 1)
+            pipe.hincrbyfloat(_KEY + LATENCY, _field((state, "sum")), seconds)
+            pipe.hincrby(_KEY + LATENCY, _field((state, "count")), 1)
+
+        batch = self._writer()
+        if batch is not None:
+            add(batch)
+            return
+
         def write() -> None:
             with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(_KEY + LATENCY, _field((state, "bucket", repr(bucket))), 1)
-                pipe.hincrbyfloat(_KEY + LATENCY, _field((state, "sum")), seconds)
-                pipe.hincrby(_KEY + LATENCY, _field((state, "count")), 1)
+                add(pipe)
                 pipe.execute()
 
         self._call(write)
