@@ -78,8 +78,13 @@ def test_a_drained_worker_takes_nothing_new_and_loses_nothing(ops: OpsStack) -> 
         late = [f"late{i}.png" for i in range(3)]
         for name in late:
             assert ops.upload(name, png_bytes(20, 20)).status_code == 200
-        time.sleep(2)
-        assert depth(fleet_status(ops), "scan") >= len(late)
+        # Observed, not slept on: the messages sit in the queue while the drained worker, still
+        # online and answering, holds nothing.
+        deadline = time.monotonic() + 15
+        while depth(status := fleet_status(ops), "scan") < len(late):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert worker_entry(status, first)["held"] == 0
         late_ids = [ops.upload_id(name) for name in late]
         assert all(ops.records.get_upload(u).state == "staged" for u in late_ids)
 
