@@ -694,7 +694,9 @@ def load(stack: Stack, args: argparse.Namespace, fig: Figures) -> list[Sent]:
                 url,
                 params={"accessTokenId": stack.token},
                 files={"attachment": (s.name, data)},
-                timeout=90,
+                # Longer than lb's 120 s read timeout: an upload slowed by a MinIO node's death
+                # is answered by the load balancer, never abandoned by the client first.
+                timeout=150,
             )
             s.status = str(resp.status_code)
         except requests.RequestException as exc:
