@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -41,43 +40,23 @@ from typing import Any
 
 import requests
 from minio import Minio
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rig import REPO, Rig, load_topology, teardown_leftovers
 
+# The soak's mix of uploads (clean, infected, refused, rejected, re-uploaded), so the two runs'
+# counts mean the same thing.
+sys.path.insert(0, str(REPO))
+from bench.soak import sample
+
 VENV = REPO / ".venv"
 ACTIVE = ("staged", "scanning", "verifying")
 TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
-# The EICAR test string, assembled at run time (as tests/conftest.py does): the only "malware".
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-SCRIPT_SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 PG_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(120)
 
 
 def log(msg: str) -> None:
     print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def png(i: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (16 + i % 16, 16), (i % 256, 80, 160)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def sample(i: int) -> tuple[str, bytes, str]:
-    """(file name, bytes, what should become of it): the soak's mix (bench/soak.py)."""
-    kind = i % 50
-    if kind == 0:
-        return f"virus-{i}.png", png(i) + EICAR, "infected"
-    if kind == 1:
-        return f"script-{i}.svg", SCRIPT_SVG, "rejected"
-    if kind == 2:
-        return f"elf-{i}.png", ELF, "refused"  # 415 at the door
-    if kind in (3, 4):
-        return "again.png", png(i), "attached-or-superseded"  # one name, many versions
-    return f"clean-{i}.png", png(i), "attached"
 
 
 def procfile() -> dict[str, str]:
