@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import falcon
-from kombu.exceptions import KombuError
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -27,8 +26,9 @@ from api.resources import ops as ops_routes
 from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
 from core.settings import Settings
-from core.tasks import ROUTES, TaskName
-from storage.broker import make_celery
+from core.tasks import Dispatch, Lane, TaskName
+from storage.broker import make_celery, publish
+from storage.fairshare import FairShare
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.webhooks import announcer
@@ -58,13 +58,19 @@ def build_services(settings: Settings) -> Services:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)
 
-    def enqueue(upload_id: str) -> None:
+    ops = ops_routes.sources_from_settings(settings, records)
+    fair = FairShare(ops.telemetry, settings.fair_interactive, settings.fair_busy)
+
+    def enqueue(upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:
+        if bulk:
+            publish(celery, Dispatch(TaskName.SCAN, upload_id, Lane.BULK))
+            return
+        lane = fair.admit(tenant)
         try:
-            celery.send_task(
-                TaskName.SCAN, args=[upload_id], queue=ROUTES[TaskName.SCAN], ignore_result=True
-            )
-        except (KombuError, RedisError, OSError) as exc:
-            raise ServiceUnavailable("redis", str(exc)) from exc
+            publish(celery, Dispatch(TaskName.SCAN, upload_id, lane, tenant))
+        except ServiceUnavailable:
+            fair.release(tenant)  # not in flight after all
+            raise
 
     def ping_redis() -> None:
         try:
@@ -78,7 +84,6 @@ def build_services(settings: Settings) -> Services:
         "minio": objects.ping,
         "clamd": clamd.ping,
     }
-    ops = ops_routes.sources_from_settings(settings, records)
     return Services(
         records=records,
         objects=objects,

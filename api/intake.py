@@ -99,8 +99,10 @@ class UploadReceiver:
         self._enqueue = enqueue
 
     def receive(
-        self, profile_id: str, query_token: str | None, parts: Iterable[Part]
+        self, profile_id: str, query_token: str | None, parts: Iterable[Part], bulk: bool = False
     ) -> tuple[Attachment, Upload]:
+        """`bulk`: the client sends this upload as bulk work (an import), which waits behind
+        every tenant's interactive uploads (core.tasks.Lane)."""
         check_object_id(profile_id)
         token = query_token
         profile: Profile | None = self._auth.profile(token, profile_id) if token else None
@@ -131,7 +133,7 @@ class UploadReceiver:
                 raise BadRequest("The request has no 'attachment' file part")
             if profile is None:
                 profile = self._auth.profile(token, profile_id)
-            return self._record(profile, staged, name_field)
+            return self._record(profile, staged, name_field, bulk)
         except BaseException:
             if staged is not None:
                 self._discard(staged.key)
@@ -169,7 +171,7 @@ class UploadReceiver:
         return _Staged(key=key, reader=reader, raw_name=part.filename, limits=limits)
 
     def _record(
-        self, profile: Profile, staged: _Staged, name_field: str | None
+        self, profile: Profile, staged: _Staged, name_field: str | None, bulk: bool
     ) -> tuple[Attachment, Upload]:
         name = clean_name(name_field or staged.raw_name, self._settings.max_filename_length)
         declared = declared_type(name, staged.limits.allowed_types)
@@ -192,7 +194,7 @@ class UploadReceiver:
         # down the upload stays `staged` and the reconciler sends it later; the client still
         # gets its answer.
         try:
-            self._enqueue(upload.id)
+            self._enqueue(upload.id, profile.tenant, bulk=bulk)
         except Exception:
             log.warning("enqueue of upload %s failed; the reconciler will send it", upload.id)
         else:

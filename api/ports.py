@@ -95,10 +95,11 @@ class Objects(Protocol):
 
 
 class SendScan(Protocol):
-    """Sends an upload that was just recorded to the pipeline's first step. Raises
-    ServiceUnavailable when the broker cannot be reached (the reconciler sends it later)."""
+    """Sends an upload that was just recorded to the pipeline's first step, in its tenant's fair
+    share (or the bulk lane when the client sent it as bulk). Raises ServiceUnavailable when the
+    broker cannot be reached (the reconciler sends it later)."""
 
-    def __call__(self, upload_id: str, /) -> None: ...
+    def __call__(self, upload_id: str, tenant: str, /, *, bulk: bool = False) -> None: ...
 
 
 class Counter(Protocol):

@@ -36,7 +36,7 @@ from core.settings import Settings
 from storage.broker import make_celery
 from storage.objects import staging_key
 from storage.webhooks import Webhooks
-from workers.tasks import build_pipeline
+from workers.tasks import build_works
 from workers.webhooks import build_courier
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -187,8 +187,8 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
         # Drain: the reconciler re-sends what the emptied broker and the killed workers lost.
         settings = stack.settings
         celery = make_celery(settings)
-        pipeline = build_pipeline(settings, celery)
-        courier = build_courier(settings, celery, pipeline.records)
+        works = build_works(settings, celery)
+        courier = build_courier(settings, celery, works.pipeline.records)
         drain_start = time.monotonic()
         while True:
             counts = target.records.count_by_state()
@@ -196,7 +196,7 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
             pending = hooks.stats().by_state["pending"]
             if (active == 0 and pending == 0) or time.monotonic() - drain_start > drain_timeout:
                 break
-            pipeline.reconcile()
+            works.upkeep.reconcile()
             courier.sweep()  # what beat's reconcile does too: webhooks whose message was lost
             time.sleep(5)
         figures.seconds_to_drain = round(time.monotonic() - drain_start, 1)

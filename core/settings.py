@@ -165,6 +165,11 @@ class Settings:
     image_renditions: tuple[int, ...] = (128, 512)
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
+    # Fair share between tenants (storage/fairshare.py): a tenant's first N uploads in flight
+    # wait in the first lane, the next ones up to M in the second, the rest in the third, so
+    # one tenant's burst never holds back another tenant's single upload.
+    fair_interactive: int = 8
+    fair_busy: int = 64
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
     reconcile_after_seconds: int = 300
     # Rescans after a signature update: files queued per sweep, and Celery's per-worker rate.
@@ -261,6 +266,8 @@ class Settings:
             "image_renditions": _sizes,
             "keep_originals_days": _int,
             "bucket_originals": str,
+            "fair_interactive": _int,
+            "fair_busy": _int,
             "reconcile_after_seconds": _int,
             "rescan_batch": _int,
             "rescan_rate_limit": str,
@@ -338,6 +345,12 @@ class Settings:
             "must be strip, reencode or off",
         )
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
+        need(self.fair_interactive >= 1, "FAIR_INTERACTIVE", "must be at least 1")
+        need(
+            self.fair_busy >= self.fair_interactive,
+            "FAIR_BUSY",
+            "must be at least FAIR_INTERACTIVE",
+        )
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
         need(

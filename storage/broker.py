@@ -13,11 +13,17 @@ from typing import Any
 from celery import Celery
 from celery.signals import before_task_publish
 from kombu import Queue as KombuQueue
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from core import logs
+from core.errors import ServiceUnavailable
 from core.settings import Settings
-from core.tasks import ROUTES, Queue, TaskName
+from core.tasks import PRIORITY_STEPS, ROUTES, Dispatch, Queue, TaskName
 from storage.telemetry import REQUEST_ID_HEADER, SENT_AT_HEADER
+
+# The tenant whose count of work in flight a scan message holds (storage/fairshare.py).
+TENANT_HEADER = "attachd_tenant"
 
 # The longest task (a multi-GiB scan) must finish well inside the broker's visibility timeout,
 # or Redis would hand the same message to a second worker while the first still runs it.
@@ -38,7 +44,12 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_TIME_LIMIT - 60,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # A list per lane (core.tasks.Lane), popped in lane order: fair share between
+            # tenants, and bulk work behind everyone's.
+            "priority_steps": list(PRIORITY_STEPS),
+        },
         result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
         # An API request must not hang on a dead broker: fail fast, the reconciler re-sends.
@@ -81,7 +92,28 @@ def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers[REQUEST_ID_HEADER] = request_id
 
 
+def publish(app: Celery, dispatch: Dispatch) -> None:
+    """The one way a message reaches the workers, from the API, the workers and the CLI alike:
+    the task on its queue, in its lane. A broker that cannot be reached is ServiceUnavailable;
+    callers decide what that means for them (the record store still holds the work)."""
+    headers = {TENANT_HEADER: dispatch.tenant} if dispatch.tenant is not None else None
+    try:
+        app.send_task(
+            dispatch.task.value,
+            args=[dispatch.target],
+            queue=ROUTES[dispatch.task].value,
+            priority=int(dispatch.lane),
+            headers=headers,
+            countdown=dispatch.countdown or None,
+            ignore_result=True,
+        )
+    except (KombuError, RedisError, OSError) as exc:
+        raise ServiceUnavailable("redis", str(exc)) from exc
+
+
 def send(app: Celery, task: TaskName, *args: Any) -> None:
-    """Publish `task` on its queue. Raises what kombu raises; callers decide what a dead broker
-    means for them."""
-    app.send_task(task.value, args=list(args), queue=ROUTES[task].value)
+    """Publish a task that takes no upload (the maintenance sweeps) on its queue."""
+    try:
+        app.send_task(task.value, args=list(args), queue=ROUTES[task].value, ignore_result=True)
+    except (KombuError, RedisError, OSError) as exc:
+        raise ServiceUnavailable("redis", str(exc)) from exc

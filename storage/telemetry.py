@@ -28,6 +28,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from core.errors import ServiceUnavailable
+from core.tasks import PRIORITY_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 
 # kombu's Redis transport: a queue is a list per priority step, named "<queue>\x06\x16<step>"
 # except for step 0, and messages delivered but not yet acknowledged wait in the "unacked" hash.
-_PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
 _UNACKED = "unacked"
 
@@ -116,7 +116,7 @@ def _labels(field: str, arity: int) -> tuple[str, ...] | None:
 
 
 def queue_keys(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
+    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 class Telemetry:
@@ -143,11 +143,11 @@ class Telemetry:
             # Also after a failure inside: what was counted before it still happened.
             self._batch.pipe = None
             try:
-                self._call(pipe.execute)
+                self.call(pipe.execute)
             except ServiceUnavailable as exc:
                 log.warning("counts dropped: %s", exc)
 
-    def _writer(self) -> Any:
+    def writer(self) -> Any:
         """Where a write goes: the open batch, or Redis itself (then sent at once)."""
         return getattr(self._batch, "pipe", None)
 
@@ -155,14 +155,14 @@ class Telemetry:
     def from_url(cls, url: str) -> Telemetry:
         return cls(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except RedisError as exc:
             raise ServiceUnavailable("redis", str(exc)) from exc
 
     def ping(self) -> None:
-        self._call(self.redis.ping)
+        self.call(self.redis.ping)
 
     # --- counters and the latency histogram ---------------------------------------------------
 
@@ -170,11 +170,11 @@ class Telemetry:
         names = COUNTERS[counter]
         if len(labels) != len(names):
             raise ValueError(f"{counter} takes labels {names}, got {labels}")
-        pipe = self._writer()
+        pipe = self.writer()
         if pipe is not None:
             pipe.hincrby(_KEY + counter, _field(labels), amount)
             return
-        self._call(lambda: self.redis.hincrby(_KEY + counter, _field(labels), amount))
+        self.call(lambda: self.redis.hincrby(_KEY + counter, _field(labels), amount))
 
     def observe_latency(self, state: str, seconds: float) -> None:
         bucket = next(b for b in LATENCY_BUCKETS if seconds <= b)
@@ -184,7 +184,7 @@ class Telemetry:
             pipe.hincrbyfloat(_KEY + LATENCY, _field((state, "sum")), seconds)
             pipe.hincrby(_KEY + LATENCY, _field((state, "count")), 1)
 
-        batch = self._writer()
+        batch = self.writer()
         if batch is not None:
             add(batch)
             return
@@ -194,7 +194,7 @@ class Telemetry:
                 add(pipe)
                 pipe.execute()
 
-        self._call(write)
+        self.call(write)
 
     def counters(self) -> dict[str, dict[tuple[str, ...], float]]:
         def read() -> list[dict[bytes, bytes]]:
@@ -204,7 +204,7 @@ class Telemetry:
                 return pipe.execute()
 
         out: dict[str, dict[tuple[str, ...], float]] = {}
-        for (name, label_names), raw in zip(COUNTERS.items(), self._call(read), strict=True):
+        for (name, label_names), raw in zip(COUNTERS.items(), self.call(read), strict=True):
             values: dict[tuple[str, ...], float] = {}
             for field, value in raw.items():
                 labels = _labels(field.decode(), len(label_names))
@@ -214,7 +214,7 @@ class Telemetry:
         return out
 
     def latency(self) -> dict[str, Histogram]:
-        raw: dict[bytes, bytes] = self._call(lambda: self.redis.hgetall(_KEY + LATENCY))
+        raw: dict[bytes, bytes] = self.call(lambda: self.redis.hgetall(_KEY + LATENCY))
         per_state: dict[str, dict[str, float]] = {}
         for field, value in raw.items():
             state, _, rest = field.decode().partition("|")
@@ -232,21 +232,21 @@ class Telemetry:
     # --- worker presence ----------------------------------------------------------------------
 
     def announce(self, presence: Presence) -> None:
-        self._call(lambda: self.redis.hset(PRESENCE_KEY, presence.hostname, presence.to_json()))
+        self.call(lambda: self.redis.hset(PRESENCE_KEY, presence.hostname, presence.to_json()))
 
     def retire(self, hostname: str) -> None:
-        self._call(lambda: self.redis.hdel(PRESENCE_KEY, hostname))
+        self.call(lambda: self.redis.hdel(PRESENCE_KEY, hostname))
 
     def forget_stale(self, older_than: float = 3600.0) -> int:
         """Drop heartbeats of workers gone for good (killed without a chance to retire)."""
         now = self.clock()
         gone = [host for host, p in self._presences().items() if now - p.seen_at > older_than]
         if gone:
-            self._call(lambda: self.redis.hdel(PRESENCE_KEY, *gone))
+            self.call(lambda: self.redis.hdel(PRESENCE_KEY, *gone))
         return len(gone)
 
     def _presences(self) -> dict[str, Presence]:
-        raw: dict[bytes, bytes] = self._call(lambda: self.redis.hgetall(PRESENCE_KEY))
+        raw: dict[bytes, bytes] = self.call(lambda: self.redis.hgetall(PRESENCE_KEY))
         out = {}
         for host, value in raw.items():
             try:
@@ -275,7 +275,7 @@ class Telemetry:
                 replies = pipe.execute()
             return replies, self.redis.hvals(_UNACKED)
 
-        replies, unacked_raw = self._call(read)
+        replies, unacked_raw = self.call(read)
         unacked: dict[str, int] = {}
         for raw in unacked_raw:
             try:
@@ -285,7 +285,7 @@ class Telemetry:
             unacked[routing_key] = unacked.get(routing_key, 0) + 1
         now = self.clock()
         out = []
-        steps = len(_PRIORITY_STEPS)
+        steps = len(PRIORITY_STEPS)
         for i, name in enumerate(names):
             pairs = replies[i * steps * 2 : (i + 1) * steps * 2]
             depth = sum(int(n) for n in pairs[0::2])

@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
 from core.domain import State
-from core.tasks import ROUTES, TaskName
+from core.errors import ServiceUnavailable
+from core.tasks import Dispatch, TaskName
 from core.webhooks import EVENT_FOR_STATE, DeliveryState, EventType, new_secret
+from storage.broker import publish
 from storage.engine import EngineBound, as_utc, new_object_id, utcnow
 from storage.schema import attachments, profiles, uploads
 from storage.webhook_schema import webhook_deliveries, webhook_events, webhook_subscriptions
@@ -42,13 +42,12 @@ def announcer(app: Celery) -> Callable[[Sequence[str]], None]:
     """What a record store is told after a commit that wrote deliveries (Uploads.announce):
     send each to the webhooks queue. Never raises: the move has happened, and the reconciler
     sends what this could not once the deliveries' lease runs out."""
-    task = TaskName.DELIVER_WEBHOOK
 
     def announce(delivery_ids: Sequence[str]) -> None:
         for delivery_id in delivery_ids:
             try:
-                app.send_task(task.value, args=[delivery_id], queue=ROUTES[task].value)
-            except (KombuError, RedisError, OSError) as exc:
+                publish(app, Dispatch(TaskName.DELIVER_WEBHOOK, delivery_id))
+            except ServiceUnavailable as exc:
                 log.warning("webhook %s not sent now (%s); the reconciler will", delivery_id, exc)
 
     return announce

@@ -14,13 +14,12 @@ from datetime import datetime, timedelta
 
 from core.domain import State, Transition
 from core.errors import Conflict, NotFound
-from core.tasks import TaskName
+from core.tasks import Dispatch, Publish, TaskName
 from storage.objects import ObjectStore, staging_key
 from storage.records import RecordStore, utcnow
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[TaskName, str], None]
 Observe = Callable[[Transition], None]
 # (counter, label): storage.telemetry's "quarantine_actions" in production.
 Count = Callable[[str], None]
@@ -31,14 +30,14 @@ class QuarantineReview:
         self,
         records: RecordStore,
         objects: ObjectStore,
-        send: Send,
+        dispatch: Publish,
         observe: Observe,
         count: Count,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.records = records
         self.objects = objects
-        self.send = send
+        self.dispatch = dispatch
         self.observe = observe
         self.count = count
         self.clock = clock
@@ -71,7 +70,7 @@ class QuarantineReview:
         self.observe(Transition(up.id, State.INFECTED, State.VERIFYING))
         self.count("release")
         log.warning("upload %s released from quarantine by %s: %s", upload_id, by, reason)
-        self.send(TaskName.VERIFY, upload_id)
+        self.dispatch(Dispatch(TaskName.VERIFY, upload_id))
 
     def purge(self, older_than: timedelta, batch: int = 500) -> int:
         """Delete the quarantined objects of uploads found infected more than `older_than`

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task
@@ -19,21 +20,47 @@ from core.clamd import ClamdClient
 from core.domain import Reason, State
 from core.errors import ScanError, ServiceUnavailable
 from core.settings import Settings
-from core.tasks import TaskName
+from core.tasks import PRIORITY_STEPS, Dispatch, Lane, Publish, TaskName
 from storage import broker
+from storage.fairshare import FairShare
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
 from workers import webhooks
 from workers.fused import SmallFiles
 from workers.metrics import TransitionCounter
-from workers.pipeline import Limits, Pipeline
+from workers.pipeline import Limits, Pipeline, StepResult
+from workers.rescan import Rescans
 from workers.sanitize import publish
+from workers.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 8
 TRANSIENT = (ServiceUnavailable, ScanError)
+
+
+@dataclass(frozen=True)
+class Works:
+    """Everything a worker process (or the CLI) drives the pipeline with, built once."""
+
+    pipeline: Pipeline
+    upkeep: Upkeep
+    rescans: Rescans
+    dispatch: Publish
+    fair: FairShare
+
+
+def build_works(settings: Settings, app: Celery) -> Works:
+    pipeline = build_pipeline(settings, app)
+
+    def dispatch(message: Dispatch) -> None:
+        broker.publish(app, message)
+
+    counter = pipeline.observe
+    assert isinstance(counter, TransitionCounter)
+    fair = FairShare(counter.telemetry, settings.fair_interactive, settings.fair_busy)
+    return Works(pipeline, Upkeep(pipeline, dispatch), Rescans(pipeline, dispatch), dispatch, fair)
 
 
 def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
@@ -52,7 +79,6 @@ def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
         records,
         objects,
         scanner,
-        lambda task, upload_id: broker.send(app, task, upload_id),
         limits,
         observe=counter,
         publisher=publish.from_settings(settings, objects, counter.telemetry),
@@ -70,19 +96,46 @@ class PipelineTask(Task):
     retry_backoff_max = 60  # ... up to a minute,
     retry_jitter = True  # and drawn at random below that, so a fleet does not retry in step.
 
-    def run_step(
-        self, pipeline: Pipeline, upload_id: str, step: Callable[[str], Any] | None = None
-    ) -> Any:
-        """Run `step` (by default the pipeline's step of this task's name) on the upload."""
-        step = step or getattr(pipeline, TaskName(self.name).short)
+    def run_step(self, works: Works, upload_id: str, step: Callable[[str], StepResult]) -> Any:
+        """Run `step` on the upload, then send the step it says comes next, in this message's
+        lane. Counts go to Redis in one round trip, with the release of the tenant's share."""
+        pipeline = works.pipeline
+        retrying = False
         try:
             with _counts_batched(pipeline):
-                return step(upload_id)
+                try:
+                    outcome = step(upload_id)
+                except TRANSIENT:
+                    retrying = self.request.retries < self.max_retries
+                    raise
+                finally:
+                    if not retrying:
+                        self.release_share(works)
         except TRANSIENT as exc:
-            if self.request.retries < self.max_retries:
+            if retrying:
                 log.warning("%s %s: %s; retrying", self.name, upload_id, exc)
                 raise  # autoretry_for: Celery schedules the retry with backoff and jitter
             return self.give_up(pipeline, upload_id, exc)
+        if outcome.then is not None:
+            # Sent after the move that asked for it committed. If the broker is gone now, the
+            # message in hand is not acknowledged either: it comes back and the step, finding
+            # its work done, returns the same next step.
+            works.dispatch(Dispatch(outcome.then, upload_id, self.lane()))
+        return outcome.state
+
+    def lane(self) -> Lane:
+        """The lane this message came in (follow-up steps keep it)."""
+        priority = (self.request.delivery_info or {}).get("priority")
+        if isinstance(priority, int) and priority in PRIORITY_STEPS:
+            return Lane(priority)
+        return Lane.INTERACTIVE  # none, or not one of ours
+
+    def release_share(self, works: Works) -> None:
+        """A scan message counted in its tenant's work in flight (storage/fairshare.py) counts
+        out once its task ends, whatever the outcome, but not when it is retried."""
+        tenant = self.request.get(broker.TENANT_HEADER)
+        if tenant:
+            works.fair.release(tenant)
 
     def give_up(self, pipeline: Pipeline, upload_id: str, exc: Exception) -> Any:
         short = TaskName(self.name).short
@@ -108,22 +161,22 @@ class RescanTask(PipelineTask):
 def register(app: Celery, settings: Settings) -> None:
     """Bind the tasks to `app`. The pipeline (database engine, HTTP pools) is built lazily in
     each worker process, after the fork, never at import."""
-    holder: dict[str, Pipeline] = {}
+    holder: dict[str, Works] = {}
     couriers: dict[str, webhooks.Courier] = {}
 
-    def pipeline() -> Pipeline:
-        if "p" not in holder:
-            holder["p"] = build_pipeline(settings, app)
-        return holder["p"]
+    def works() -> Works:
+        if "w" not in holder:
+            holder["w"] = build_works(settings, app)
+        return holder["w"]
 
-    def scan_step() -> Callable[[str], Any]:
+    def scan_step() -> Callable[[str], StepResult]:
         if not settings.small_file_size:
-            return pipeline().scan
-        return SmallFiles(pipeline(), settings.small_file_size).scan
+            return works().pipeline.scan
+        return SmallFiles(works().pipeline, settings.small_file_size).scan
 
     def courier() -> webhooks.Courier:
         if "c" not in couriers:
-            couriers["c"] = webhooks.build_courier(settings, app, pipeline().records)
+            couriers["c"] = webhooks.build_courier(settings, app, works().pipeline.records)
         return couriers["c"]
 
     webhooks.register(app, courier, settings)
@@ -131,28 +184,28 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name=TaskName.SCAN, base=PipelineTask, bind=True)
     def scan(self: PipelineTask, upload_id: str) -> Any:
         # A small file's verify and attach run here too (workers/fused.py).
-        return self.run_step(pipeline(), upload_id, scan_step())
+        return self.run_step(works(), upload_id, scan_step())
 
     @app.task(name=TaskName.VERIFY, base=PipelineTask, bind=True)
     def verify(self: PipelineTask, upload_id: str) -> Any:
-        return self.run_step(pipeline(), upload_id)
+        return self.run_step(works(), upload_id, works().pipeline.verify)
 
     @app.task(name=TaskName.ATTACH, base=PipelineTask, bind=True)
     def attach(self: PipelineTask, upload_id: str) -> Any:
-        return self.run_step(pipeline(), upload_id)
+        return self.run_step(works(), upload_id, works().pipeline.attach)
 
     # Throttled: a new signature version must not turn into a scan storm on the fleet.
     @app.task(
         name=TaskName.RESCAN_FILE, base=RescanTask, bind=True, rate_limit=settings.rescan_rate_limit
     )
     def rescan_file(self: RescanTask, upload_id: str) -> Any:
-        return self.run_step(pipeline(), upload_id)
+        return self.run_step(works(), upload_id, works().rescans.rescan_file)
 
     maintenance: dict[str, Any] = {"acks_late": True, "time_limit": 600, "soft_time_limit": 540}
 
     @app.task(name=TaskName.RECONCILE, **maintenance)
     def reconcile() -> Any:
-        result = pipeline().reconcile()
+        result = works().upkeep.reconcile()
         # Outbox rows whose message was lost (Redis restarted empty) or whose wait was too long
         # for a countdown; a database hiccup here must not lose the pipeline's result.
         try:
@@ -165,7 +218,7 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(name=TaskName.RESCAN, **maintenance)
     def rescan(since: int | None = None) -> Any:
         try:
-            queued = pipeline().rescan(since=since, limit=settings.rescan_batch)
+            queued = works().rescans.rescan(since=since, limit=settings.rescan_batch)
         except TRANSIENT as exc:  # clamd down: the next beat tick tries again
             log.warning("rescan sweep skipped: %s", exc)
             return 0

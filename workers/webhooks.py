@@ -18,13 +18,12 @@ from typing import Any
 
 import urllib3
 from celery import Celery
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 
-from core.errors import AttachdError
+from core.errors import AttachdError, ServiceUnavailable
 from core.settings import Settings
-from core.tasks import ROUTES, TaskName
+from core.tasks import Dispatch, TaskName
 from core.webhooks import forbidden_address, retry_delay, signature_header
+from storage import broker
 from storage.engine import utcnow
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
@@ -222,7 +221,7 @@ class Courier:
     def _send(self, delivery_id: str, countdown: float) -> None:
         try:
             self.send(delivery_id, countdown)
-        except (KombuError, RedisError, OSError) as exc:
+        except ServiceUnavailable as exc:
             # Its lease runs out and the reconciler's sweep sends it.
             log.warning("webhook %s not sent now (%s); the reconciler will", delivery_id, exc)
 
@@ -242,13 +241,7 @@ class Courier:
 
 def sender(app: Celery) -> Send:
     def send(delivery_id: str, countdown: float) -> None:
-        task = TaskName.DELIVER_WEBHOOK
-        app.send_task(
-            task.value,
-            args=[delivery_id],
-            queue=ROUTES[task].value,
-            countdown=countdown or None,
-        )
+        broker.publish(app, Dispatch(TaskName.DELIVER_WEBHOOK, delivery_id, countdown=countdown))
 
     return send
 

@@ -48,6 +48,15 @@ def crafter_client(req: falcon.Request) -> bool:
     return bool(req.context.get("crafter_json"))
 
 
+# `X-Attachd-Lane: bulk` sends an upload as bulk work (an import, a migration): it waits behind
+# every tenant's interactive uploads. A client can only ever put itself behind others.
+LANE_HEADER = "X-Attachd-Lane"
+
+
+def is_bulk(req: falcon.Request) -> bool:
+    return (req.get_header(LANE_HEADER) or "").strip().lower() == "bulk"
+
+
 def token_param(req: falcon.Request) -> str | None:
     value = req.get_param(TOKEN_FIELD)
     return value or None
@@ -98,7 +107,9 @@ class UploadResource:
         # The query string is read without touching the body, which is parsed lazily.
         query_token = token_param(req)
         with open_form(req, self.settings, self.form_handler) as parts:
-            attachment, upload = self.receiver.receive(profile_id, query_token, parts)
+            attachment, upload = self.receiver.receive(
+                profile_id, query_token, parts, bulk=is_bulk(req)
+            )
         resp.media = attachment_json(attachment, upload)
 
 

@@ -9,8 +9,7 @@ from core.settings import Settings
 from storage.broker import make_celery
 from storage.objects import ObjectStore
 from storage.records import RecordStore
-from workers.pipeline import Pipeline
-from workers.tasks import build_pipeline
+from workers.tasks import Works, build_works
 
 
 class Context:
@@ -33,8 +32,8 @@ class Context:
     def objects(self) -> ObjectStore:
         return ObjectStore.from_settings(self.settings)
 
-    def pipeline(self) -> Pipeline:
-        return build_pipeline(self.settings, make_celery(self.settings))
+    def works(self) -> Works:
+        return build_works(self.settings, make_celery(self.settings))
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)

@@ -34,7 +34,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _review(ctx: Context) -> QuarantineReview:
-    pipeline = ctx.pipeline()
+    works = ctx.works()
     telemetry = Telemetry.from_url(ctx.settings.redis_url)
 
     def count(action: str) -> None:
@@ -44,8 +44,9 @@ def _review(ctx: Context) -> QuarantineReview:
         except (AttachdError, OSError) as exc:
             log.warning("quarantine %s not counted: %s", action, exc)
 
+    pipeline = works.pipeline
     return QuarantineReview(
-        pipeline.records, pipeline.objects, pipeline.send, pipeline.observe, count
+        pipeline.records, pipeline.objects, works.dispatch, pipeline.observe, count
     )
 
 

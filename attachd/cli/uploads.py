@@ -62,9 +62,9 @@ def uploads_retry(ctx: Context, upload_id: str | None, state: str | None) -> Non
     """Send a failed upload through the pipeline again."""
     if bool(upload_id) == bool(state):
         raise click.UsageError("give an upload id or --state failed")
-    pipeline = ctx.pipeline()
+    upkeep = ctx.works().upkeep
     ids = [upload_id] if upload_id else [u.id for u in ctx.records().uploads_in_state(State.FAILED)]
-    done = sum(1 for uid in ids if pipeline.retry(uid))
+    done = sum(1 for uid in ids if upkeep.retry(uid))
     click.echo(f"{done} of {len(ids)} upload(s) sent again", err=True)
     if upload_id and not done:
         # The count above is the whole message; the exit code tells a script it did not happen.
@@ -76,9 +76,9 @@ def uploads_retry(ctx: Context, upload_id: str | None, state: str | None) -> Non
 def reconcile(ctx: Context) -> None:
     """Re-send stuck uploads and webhook deliveries whose message was lost, and delete orphaned
     staged objects, now."""
-    pipeline = ctx.pipeline()
-    result = pipeline.reconcile()
-    courier = build_courier(ctx.settings, make_celery(ctx.settings), pipeline.records)
+    works = ctx.works()
+    result = works.upkeep.reconcile()
+    courier = build_courier(ctx.settings, make_celery(ctx.settings), works.pipeline.records)
     result["webhooks_resent"] = courier.sweep()
     click.echo(json.dumps(result))
 
@@ -94,10 +94,10 @@ def reconcile(ctx: Context) -> None:
 @pass_ctx
 def rescan(ctx: Context, since: int | None) -> None:
     """Queue attached files for a rescan with the current signatures (throttled by workers)."""
-    pipeline = ctx.pipeline()
+    rescans = ctx.works().rescans
     total = 0
     while True:
-        queued = pipeline.rescan(since=since, limit=RESCAN_BATCH)
+        queued = rescans.rescan(since=since, limit=RESCAN_BATCH)
         total += queued
         if queued < RESCAN_BATCH:
             break

@@ -258,12 +258,15 @@ class RecordingSender:
     """The task sender: remembers the upload ids it was asked to scan."""
 
     sent: list[str] = field(default_factory=list)
+    # (tenant, bulk) of each upload sent, in the same order.
+    lanes: list[tuple[str, bool]] = field(default_factory=list)
     down: bool = False
 
-    def __call__(self, upload_id: str, /) -> None:
+    def __call__(self, upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:
         if self.down:
             raise ServiceUnavailable("redis", "test")
         self.sent.append(upload_id)
+        self.lanes.append((tenant, bulk))
 
 
 @dataclass
@@ -301,7 +304,7 @@ class World:
             self.path("/uploadAttachment", kwargs.pop("profile_id", None)),
             params={"accessTokenId": self.token if token is None else token},
             body=body,
-            headers={"Content-Type": content_type},
+            headers={"Content-Type": content_type, **kwargs.pop("headers", {})},
             **kwargs,
         )
 

@@ -33,6 +33,20 @@ def test_an_upload_is_staged_recorded_and_sent_to_the_scan(world: World) -> None
     assert world.objects.data[(world.settings.bucket_staging, upload.staging_key)] == data
 
 
+def test_an_upload_is_sent_in_its_tenants_fair_share_or_as_bulk_when_asked(world: World) -> None:
+    assert world.upload("a.png", png_bytes()).status_code == 200
+    assert world.upload("b.png", png_bytes(), headers={"X-Attachd-Lane": "Bulk"}).status_code == 200
+    assert (
+        world.upload("c.png", png_bytes(), headers={"X-Attachd-Lane": "first"}).status_code == 200
+    )
+    # Only "bulk" changes the lane: a client can put itself behind others, never ahead.
+    assert world.sender.lanes == [
+        (world.tenant, False),
+        (world.tenant, True),
+        (world.tenant, False),
+    ]
+
+
 def test_a_token_and_name_sent_as_form_fields_before_the_file_work_too(world: World) -> None:
     body, content_type = multipart(
         [

@@ -23,8 +23,8 @@ import redis
 
 from core.clamd import ClamdClient
 from core.settings import Settings
-from core.tasks import ROUTES, TaskName
-from storage.broker import make_celery
+from core.tasks import ROUTES, Dispatch, TaskName
+from storage.broker import make_celery, publish
 from storage.migrate import upgrade
 from storage.objects import ObjectStore, staging_key
 from storage.records import RecordStore
@@ -36,7 +36,7 @@ from tests.integration.conftest import (
     wait_for_worker,
 )
 from tests.integration.sdk_support import clamd_reload
-from workers.tasks import build_pipeline
+from workers.tasks import build_works
 
 SERVICES = REPO / "deploy" / "scripts" / "services.sh"
 TERMINAL = ("attached", "infected", "rejected", "failed", "superseded")
@@ -87,7 +87,8 @@ class PrivateStack:
         self.objects = ObjectStore.from_settings(self.settings)
         self.objects.ensure_buckets(1)
         self.celery = make_celery(self.settings)
-        self.pipeline = build_pipeline(self.settings, self.celery)
+        self.works = build_works(self.settings, self.celery)
+        self.pipeline = self.works.pipeline
         self.clamd = ClamdClient("127.0.0.1", self.clamd_port, timeout=10)
         self.worker: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
@@ -269,8 +270,8 @@ class PrivateStack:
         self.send(TaskName.SCAN, upload_id)
         return upload_id
 
-    def send(self, task: str, upload_id: str) -> None:
-        self.celery.send_task(task, args=[upload_id], queue=ROUTES[task])
+    def send(self, task: TaskName, upload_id: str) -> None:
+        publish(self.celery, Dispatch(task, upload_id))
 
     def profile(self) -> str:
         tenant = "p-" + secrets.token_hex(3)

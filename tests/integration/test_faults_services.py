@@ -56,6 +56,7 @@ class Tenant:
     def __init__(self, stack: PrivateStack) -> None:
         name = "f-" + os.urandom(3).hex()
         stack.records.create_tenant(name)
+        self.tenant = name
         self.token = stack.records.create_token(
             "faults", [{"tenant": name, "allowedActions": ["MANAGE_PROFILES"]}]
         )
@@ -220,7 +221,7 @@ def test_redis_restarted_empty_uploads_finish_after_reconcile(full: PrivateStack
     full.start_worker()
     ids = [u.id for u in full.records.uploads_in_state("staged")]
     assert len(ids) == 6
-    assert full.pipeline.reconcile()["resent"] == 6
+    assert full.works.upkeep.reconcile()["resent"] == 6
     assert [full.wait(i) for i in ids] == ["attached"] * 6
 
 

@@ -105,7 +105,7 @@ def test_redis_flushed_with_uploads_pending_all_finish_after_reconcile(
     # Nothing queued, nothing held: no message is left that could move them.
     wait_consumed(private.settings.redis_url)
     assert {private.records.get_upload(i).state for i in ids} == {"staged"}
-    result = private.pipeline.reconcile()
+    result = private.works.upkeep.reconcile()
     assert result["resent"] == 5
     assert [private.wait(i) for i in ids] == ["attached"] * 5
 
@@ -159,8 +159,8 @@ def test_signature_added_after_attach_rescan_quarantines(private: PrivateStack) 
     sig = private.workdir / "new.ndb"
     sig.write_text(f"Attachd.Test.Marker:0:*:{marker.hex()}\n")
     private.publish_signatures(2, sig)
-    assert private.pipeline.rescan() == 1
-    assert private.pipeline.rescan() == 0  # queued once per version
+    assert private.works.rescans.rescan() == 1
+    assert private.works.rescans.rescan() == 0  # queued once per version
     assert private.wait(upload_id, ("infected",), timeout=60) == "infected"
 
     up = private.records.get_upload(upload_id)
@@ -182,7 +182,7 @@ def test_reconcile_deletes_staged_objects_without_a_record(private: PrivateStack
     put_bytes(private.objects, bucket, "uploads/orphan", b"left by a crashed request", "x/y")
     private.stop_worker()
     pending = private.submit("pending.png", png_bytes(), "image/png", profile)
-    result = private.pipeline.reconcile()
+    result = private.works.upkeep.reconcile()
     assert result["orphans_deleted"] == 1
     assert [k for k, _ in private.objects.list_keys(bucket)] == [f"uploads/{pending}"]
 

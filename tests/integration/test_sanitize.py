@@ -168,7 +168,6 @@ def _pipeline(stack: Stack, **overrides: Any) -> Pipeline:
         stack.records,
         objects,
         ClamdClient(settings.clamd_host, settings.clamd_port, settings.clamd_timeout),
-        lambda _task, _upload_id: None,
         Limits(settings.max_image_pixels, settings.max_svg_size, 300),
         publisher=publish.from_settings(settings, objects, Telemetry.from_url(settings.redis_url)),
     )

@@ -1,5 +1,6 @@
 """A small file's whole job in one task (workers/fused.py): the same steps, run in one process
-on one read of the object, publishing nothing; larger files keep the three queues."""
+on one read of the object, leaving no next step to publish; larger files keep the three
+queues."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from core.tasks import TaskName
 from tests.conftest import EICAR, png_bytes, png_with_chunk
 from tests.unit.test_pipeline import World
 from workers.fused import SmallFiles
+from workers.pipeline import StepResult
 
 
 @pytest.fixture
@@ -26,10 +28,9 @@ def small(world: World, max_size: int = 1 << 20) -> SmallFiles:
 
 def test_a_small_clean_file_is_attached_in_one_run_reading_its_object_once(world: World) -> None:
     uid = world.stage(png_bytes(12, 12))
-    world.sent.clear()
-    assert small(world).scan(uid) == State.ATTACHED
+    # Nothing left to publish: verify and attach ran here.
+    assert small(world).scan(uid) == StepResult(State.ATTACHED, None)
     assert world.state(uid) == State.ATTACHED
-    assert world.sent == []  # no verify or attach task was published
     assert world.objects.reads == 1  # scan and type check read the same bytes
     assert world.objects.keys("staging") == []
     assert len(world.objects.keys("attachments")) == 1
@@ -37,21 +38,22 @@ def test_a_small_clean_file_is_attached_in_one_run_reading_its_object_once(world
 
 def test_a_small_infected_file_stops_at_the_scan(world: World) -> None:
     uid = world.stage(png_with_chunk(EICAR))
-    assert small(world).scan(uid) == State.INFECTED
-    assert world.sent == [] and world.objects.keys("attachments") == []
+    assert small(world).scan(uid) == StepResult(State.INFECTED, None)
+    assert world.objects.keys("attachments") == []
 
 
 def test_a_small_file_refused_by_the_type_check_is_rejected(world: World) -> None:
     uid = world.stage(b"GIF89a" + b"\0" * 64)  # named .png, content of another type
-    assert small(world).scan(uid) == State.REJECTED
-    assert world.sent == [] and world.objects.keys("staging") == []
+    assert small(world).scan(uid) == StepResult(State.REJECTED, None)
+    assert world.objects.keys("staging") == []
 
 
 def test_a_file_over_the_threshold_takes_the_queues(world: World) -> None:
     data = png_bytes(40, 40)
     uid = world.stage(data)
-    assert small(world, max_size=len(data) - 1).scan(uid) == State.VERIFYING
-    assert world.sent == [(TaskName.VERIFY, uid)]
+    assert small(world, max_size=len(data) - 1).scan(uid) == StepResult(
+        State.VERIFYING, TaskName.VERIFY
+    )
 
 
 def test_a_retry_goes_on_from_where_the_upload_stands(world: World) -> None:
@@ -61,14 +63,15 @@ def test_a_retry_goes_on_from_where_the_upload_stands(world: World) -> None:
         small(world).scan(uid)
     assert world.state(uid) == State.SCANNING
     world.scanner.down = False
-    assert small(world).scan(uid) == State.ATTACHED
-    # Delivered again once done: nothing moves, nothing is sent.
-    assert small(world).scan(uid) == State.ATTACHED and world.sent == []
+    assert small(world).scan(uid) == StepResult(State.ATTACHED, None)
+    before = world.records.get_upload(uid)
+    # Delivered again once done: nothing moves, nothing is left to send.
+    assert small(world).scan(uid) == StepResult(State.ATTACHED, None)
+    assert world.records.get_upload(uid) == before
 
 
 def test_an_upload_verified_by_the_queues_is_attached_by_a_late_scan_delivery(world: World) -> None:
     uid = world.stage(png_bytes(12, 12))
     world.pipeline.scan(uid)
     world.pipeline.verify(uid)
-    world.sent.clear()
-    assert small(world).scan(uid) == State.ATTACHED and world.sent == []
+    assert small(world).scan(uid) == StepResult(State.ATTACHED, None)

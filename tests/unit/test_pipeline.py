@@ -15,12 +15,14 @@ import pytest
 from core.clamd import ScanResult
 from core.domain import State
 from core.errors import ObjectMissing, ScanLimitExceeded, ServiceUnavailable
-from core.tasks import TaskName
+from core.tasks import Dispatch, Lane, TaskName
 from storage.migrate import upgrade
 from storage.objects import Buckets, staging_key
 from storage.records import RecordStore
 from tests.conftest import EICAR, png_bytes
-from workers.pipeline import Limits, Pipeline
+from workers.pipeline import Limits, Pipeline, StepResult
+from workers.rescan import Rescans
+from workers.upkeep import Upkeep
 
 
 class FakeObjects:
@@ -110,14 +112,18 @@ class World:
         self.records = RecordStore.from_url(url)
         self.objects = FakeObjects()
         self.scanner = FakeScanner()
+        # What was handed to the workers: (task, target) in order, and every message whole.
         self.sent: list[tuple[str, str]] = []
+        self.dispatched: list[Dispatch] = []
         self.pipeline = Pipeline(
             self.records,
             self.objects,  # type: ignore[arg-type]
             self.scanner,  # type: ignore[arg-type]
-            lambda task, uid: self.sent.append((task, uid)),
             Limits(max_image_pixels=10_000_000, max_svg_size=1 << 20, reconcile_after_seconds=0),
         )
+        self.steps = Driver(self)
+        self.upkeep = Upkeep(self.pipeline, self.dispatch)
+        self.rescans = Rescans(self.pipeline, self.dispatch)
         self.records.create_tenant("t")
         self.profile = self.records.create_profile("t", "u", "u@example.com", enabled=True).id
 
@@ -139,15 +145,19 @@ class World:
         )
         return upload_id
 
+    def dispatch(self, message: Dispatch) -> None:
+        self.dispatched.append(message)
+        self.sent.append((message.task, message.target))
+
     def run(self, upload_id: str) -> str | None:
         """Drive the steps the way the queues would, following what each step sends."""
         steps = {
-            TaskName.SCAN: self.pipeline.scan,
-            TaskName.VERIFY: self.pipeline.verify,
-            TaskName.ATTACH: self.pipeline.attach,
+            TaskName.SCAN: self.steps.scan,
+            TaskName.VERIFY: self.steps.verify,
+            TaskName.ATTACH: self.steps.attach,
         }
         self.sent.clear()
-        state = self.pipeline.scan(upload_id)
+        state = self.steps.scan(upload_id)
         while self.sent:
             task, uid = self.sent.pop(0)
             state = steps[task](uid)
@@ -159,6 +169,30 @@ class World:
         return up.state
 
 
+class Driver:
+    """Runs a step as the task layer does: the step it says comes next is sent."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def _run(self, result: StepResult, upload_id: str) -> State | None:
+        if result.then is not None:
+            self.world.dispatch(Dispatch(result.then, upload_id))
+        return result.state
+
+    def scan(self, upload_id: str) -> State | None:
+        return self._run(self.world.pipeline.scan(upload_id), upload_id)
+
+    def verify(self, upload_id: str) -> State | None:
+        return self._run(self.world.pipeline.verify(upload_id), upload_id)
+
+    def attach(self, upload_id: str) -> State | None:
+        return self._run(self.world.pipeline.attach(upload_id), upload_id)
+
+    def rescan_file(self, upload_id: str) -> State | None:
+        return self._run(self.world.rescans.rescan_file(upload_id), upload_id)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path)
@@ -166,15 +200,23 @@ def world(tmp_path: Path) -> World:
 
 def test_clean_image_goes_all_the_way(world: World) -> None:
     uid = world.stage(png_bytes())
-    assert world.pipeline.scan(uid) == State.VERIFYING
+    assert world.steps.scan(uid) == State.VERIFYING
     assert world.sent == [(TaskName.VERIFY, uid)]
-    assert world.pipeline.verify(uid) == State.VERIFYING
+    assert world.steps.verify(uid) == State.VERIFYING
     assert world.sent[-1] == (TaskName.ATTACH, uid)
-    assert world.pipeline.attach(uid) == State.ATTACHED
+    assert world.steps.attach(uid) == State.ATTACHED
     up = world.records.get_upload(uid)
     assert up is not None and up.signature_version == 1 and up.detected_type == "image/png"
     assert world.objects.keys("staging") == []
     assert world.objects.keys("attachments") == [up.object_key]
+
+
+def test_a_step_returns_the_step_that_comes_next_and_sends_nothing(world: World) -> None:
+    uid = world.stage(png_bytes())
+    assert world.pipeline.scan(uid) == StepResult(State.VERIFYING, TaskName.VERIFY)
+    assert world.pipeline.verify(uid) == StepResult(State.VERIFYING, TaskName.ATTACH)
+    assert world.pipeline.attach(uid) == StepResult(State.ATTACHED, None)
+    assert world.sent == []
 
 
 def test_steps_delivered_again_change_nothing(world: World) -> None:
@@ -182,14 +224,14 @@ def test_steps_delivered_again_change_nothing(world: World) -> None:
     world.run(uid)
     before = world.records.get_upload(uid)
     world.sent.clear()
-    for step in (world.pipeline.scan, world.pipeline.verify, world.pipeline.attach):
+    for step in (world.steps.scan, world.steps.verify, world.steps.attach):
         assert step(uid) == State.ATTACHED
     assert world.sent == [] and world.records.get_upload(uid) == before
 
 
 def test_infected_is_quarantined_with_tags_and_never_attached(world: World) -> None:
     uid = world.stage(png_bytes() + EICAR)
-    assert world.pipeline.scan(uid) == State.INFECTED
+    assert world.steps.scan(uid) == State.INFECTED
     up = world.records.get_upload(uid)
     assert up is not None and up.signature == "Test.Sig" and up.staging_key is None
     assert world.objects.tags[("quarantine", uid)]["result"] == "infected"
@@ -200,7 +242,7 @@ def test_infected_is_quarantined_with_tags_and_never_attached(world: World) -> N
 def test_over_the_scanners_limit_is_rejected_not_clean(world: World) -> None:
     world.scanner.limit = 10
     uid = world.stage(png_bytes())
-    assert world.pipeline.scan(uid) == State.REJECTED
+    assert world.steps.scan(uid) == State.REJECTED
     assert "too large to scan" in (world.records.get_upload(uid).reason or "")
 
 
@@ -208,7 +250,7 @@ def test_scanner_down_propagates_for_the_task_to_retry(world: World) -> None:
     world.scanner.down = True
     uid = world.stage(png_bytes())
     with pytest.raises(ServiceUnavailable):
-        world.pipeline.scan(uid)
+        world.steps.scan(uid)
     assert world.state(uid) == State.SCANNING
     world.scanner.down = False
     assert world.run(uid) == State.ATTACHED
@@ -217,10 +259,10 @@ def test_scanner_down_propagates_for_the_task_to_retry(world: World) -> None:
 def test_missing_staged_file_fails_and_operator_retry_needs_the_file(world: World) -> None:
     uid = world.stage(png_bytes())
     data = world.objects.data.pop(("staging", staging_key(uid)))
-    assert world.pipeline.scan(uid) == State.FAILED
-    assert world.pipeline.retry(uid) is False
+    assert world.steps.scan(uid) == State.FAILED
+    assert world.upkeep.retry(uid) is False
     world.objects.data[("staging", staging_key(uid))] = data
-    assert world.pipeline.retry(uid) is True and world.sent == [(TaskName.SCAN, uid)]
+    assert world.upkeep.retry(uid) is True and world.sent == [(TaskName.SCAN, uid)]
     world.sent.clear()
     assert world.run(uid) == State.ATTACHED
 
@@ -253,10 +295,10 @@ def test_an_older_upload_finishing_last_never_replaces_a_newer_one(world: World)
     first = world.stage(png_bytes(), name="race")
     second = world.stage(png_bytes(7, 7), name="race")
     for uid in (first, second):
-        world.pipeline.scan(uid)
-        world.pipeline.verify(uid)
-    assert world.pipeline.attach(second) == State.ATTACHED
-    assert world.pipeline.attach(first) == State.SUPERSEDED
+        world.steps.scan(uid)
+        world.steps.verify(uid)
+    assert world.steps.attach(second) == State.ATTACHED
+    assert world.steps.attach(first) == State.SUPERSEDED
     up = world.records.get_upload(second)
     assert up is not None
     assert world.records.get_attachment(up.attachment_id).current_upload_id == second
@@ -266,24 +308,26 @@ def test_an_older_upload_finishing_last_never_replaces_a_newer_one(world: World)
 def test_reconcile_resends_each_stuck_upload_to_its_next_step(world: World) -> None:
     staged = world.stage(png_bytes(), name="a")
     scanned = world.stage(png_bytes(), name="b")
-    world.pipeline.scan(scanned)
+    world.steps.scan(scanned)
     verified = world.stage(png_bytes(), name="c")
-    world.pipeline.scan(verified)
-    world.pipeline.verify(verified)
+    world.steps.scan(verified)
+    world.steps.verify(verified)
     world.sent.clear()
-    result = world.pipeline.reconcile()
+    result = world.upkeep.reconcile()
     assert result["resent"] == 3
     assert sorted(world.sent) == sorted(
         [(TaskName.SCAN, staged), (TaskName.VERIFY, scanned), (TaskName.ATTACH, verified)]
     )
+    # Behind new uploads: a re-send may duplicate a message still waiting in the queue.
+    assert {m.lane for m in world.dispatched[-3:]} == {Lane.BACKLOG}
 
 
 def test_reconcile_gives_up_after_the_maximum_resends(world: World) -> None:
     uid = world.stage(png_bytes())
     for _ in range(world.pipeline.limits.max_resends):
-        world.pipeline.reconcile()
+        world.upkeep.reconcile()
     assert world.state(uid) == State.STAGED
-    assert world.pipeline.reconcile()["failed"] == 1
+    assert world.upkeep.reconcile()["failed"] == 1
     assert world.state(uid) == State.FAILED
 
 
@@ -295,11 +339,12 @@ def test_rescan_after_a_signature_update_detaches_a_new_detection(world: World) 
     assert up is not None
     # Bytes only tomorrow's signatures recognise (the fake scanner looks for the marker).
     world.objects.data[("attachments", up.object_key)] = png_bytes() + marker
-    assert world.pipeline.rescan() == 0  # same signatures: nothing to do
+    assert world.rescans.rescan() == 0  # same signatures: nothing to do
     world.scanner.signatures, world.scanner.extra = 2, marker
-    assert world.pipeline.rescan() == 1 and world.sent == [(TaskName.RESCAN_FILE, uid)]
-    assert world.pipeline.rescan() == 0
-    assert world.pipeline.rescan_file(uid) == State.INFECTED
+    assert world.rescans.rescan() == 1 and world.sent == [(TaskName.RESCAN_FILE, uid)]
+    assert world.dispatched[-1].lane == Lane.BULK  # never ahead of anyone's upload
+    assert world.rescans.rescan() == 0
+    assert world.steps.rescan_file(uid) == State.INFECTED
     assert world.records.get_attachment(up.attachment_id).current_upload_id is None
     assert world.objects.keys("attachments") == []
     assert world.objects.keys("quarantine") == [uid]
@@ -313,14 +358,14 @@ def test_reconcile_backs_off_so_a_long_queue_is_not_mistaken_for_a_lost_message(
     world.pipeline.limits = Limits(1, 1, reconcile_after_seconds=10)
     world.pipeline.clock = lambda: now[0]
     uid = world.stage(png_bytes())
-    assert world.pipeline.reconcile()["resent"] == 1  # 30 s without moving: re-sent
-    assert world.pipeline.reconcile()["resent"] == 0  # still queued behind others: wait
+    assert world.upkeep.reconcile()["resent"] == 1  # 30 s without moving: re-sent
+    assert world.upkeep.reconcile()["resent"] == 0  # still queued behind others: wait
     now[0] += timedelta(seconds=19)
-    assert world.pipeline.reconcile()["resent"] == 0  # the 1st re-send waits 10 * 2**1 s
+    assert world.upkeep.reconcile()["resent"] == 0  # the 1st re-send waits 10 * 2**1 s
     now[0] += timedelta(seconds=2)
-    assert world.pipeline.reconcile()["resent"] == 1
+    assert world.upkeep.reconcile()["resent"] == 1
     up = world.records.get_upload(uid)
     assert up is not None and up.attempts == 2 and up.state == State.STAGED
-    world.pipeline.scan(uid)  # it moved: the count starts again
+    world.steps.scan(uid)  # it moved: the count starts again
     moved = world.records.get_upload(uid)
     assert moved is not None and moved.attempts == 0 and moved.resend_after is None

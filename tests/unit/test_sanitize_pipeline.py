@@ -78,10 +78,10 @@ def test_an_older_upload_finishing_last_leaves_no_rendition(world: Sanitizing) -
     first = world.stage(samples.plain("PNG"), name="race")
     second = world.stage(samples.plain("PNG", (120, 60)), name="race")
     for uid in (first, second):
-        world.pipeline.scan(uid)
-        world.pipeline.verify(uid)
-    assert world.pipeline.attach(second) == State.ATTACHED
-    assert world.pipeline.attach(first) == State.SUPERSEDED
+        world.steps.scan(uid)
+        world.steps.verify(uid)
+    assert world.steps.attach(second) == State.ATTACHED
+    assert world.steps.attach(first) == State.SUPERSEDED
     up = world.records.get_upload(second)
     assert up is not None
     assert sorted(world.objects.keys("attachments")) == sorted(up.served_keys())
@@ -91,7 +91,7 @@ def test_a_rescan_detection_deletes_the_renditions_too(world: Sanitizing) -> Non
     uid = world.stage(samples.plain("PNG"), name="pic")
     world.run(uid)
     world.scanner.extra = b"IEND"  # every PNG ends with it: the next scan finds "malware"
-    assert world.pipeline.rescan_file(uid) == State.INFECTED
+    assert world.steps.rescan_file(uid) == State.INFECTED
     assert world.objects.keys("attachments") == []
 
 
