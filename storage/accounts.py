@@ -106,13 +106,13 @@ class Accounts(EngineBound):
             raise TenantExists(f"Tenant '{name}' already exists") from None
 
     def tenant_exists(self, name: str) -> bool:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return (
                 conn.execute(select(tenants.c.id).where(tenants.c.name == name)).first() is not None
             )
 
     def list_tenants(self) -> list[str]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return list(conn.execute(select(tenants.c.name).order_by(tenants.c.name)).scalars())
 
     # --- access tokens ------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Accounts(EngineBound):
     def find_token(self, token_id: str) -> Token | None:
         digest = token_digest(token_id)
         t = access_tokens
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(t).where(t.c.id_sha256 == digest)).first()
         # The lookup is by digest; the final comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row.id_sha256, digest):
@@ -152,7 +152,7 @@ class Accounts(EngineBound):
 
     def list_tokens(self) -> list[Token]:
         t = access_tokens
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(t).order_by(t.c.created_at)).all()
         return [token_from_row(r) for r in rows]
 
@@ -214,12 +214,12 @@ class Accounts(EngineBound):
         return found
 
     def get_profile(self, profile_id: str) -> Profile | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(profiles).where(profiles.c.id == profile_id)).first()
         return profile_from_row(row) if row else None
 
     def find_profile_by_username(self, tenant: str, username: str) -> Profile | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(profiles).where(profiles.c.tenant == tenant, profiles.c.username == username)
             ).first()

@@ -14,7 +14,7 @@ from storage.schema import tenant_policies, tenants
 
 class Policies(EngineBound):
     def tenant_policy(self, tenant: str) -> TenantPolicy | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(tenant_policies).where(tenant_policies.c.tenant == tenant)
             ).first()

@@ -39,7 +39,7 @@ class Quarantine(EngineBound):
         )
         if tenant is not None:
             query = query.where(profiles.c.tenant == tenant)
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         return [Quarantined(upload_from_row(r), r.tenant, r.owner, r.file_name) for r in rows]
 
@@ -85,7 +85,7 @@ class Quarantine(EngineBound):
 
     def purgeable(self, older_than: datetime, limit: int = 500) -> list[Upload]:
         """Quarantined uploads that were found infected before `older_than`."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(uploads)
                 .where(

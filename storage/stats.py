@@ -53,7 +53,7 @@ class StoreStats:
     def last_moved(self) -> dict[str, datetime]:
         """Per non-terminal state, when its least recently updated upload last moved: a pipeline
         that stalls shows here long before the reconciler steps in."""
-        with self.records.transaction() as conn:
+        with self.records.reading() as conn:
             rows = conn.execute(
                 select(uploads.c.state, func.min(uploads.c.updated_at))
                 .where(uploads.c.state.in_(tuple(ACTIVE)))
@@ -63,7 +63,7 @@ class StoreStats:
 
     def finished_since(self, since: datetime, limit: int = 20_000) -> list[Finished]:
         """Uploads that reached a terminal state at or after `since` (newest first)."""
-        with self.records.transaction() as conn:
+        with self.records.reading() as conn:
             # updated_at >= finished_at always, so this range is a superset the index can serve.
             rows = conn.execute(
                 select(uploads.c.id, uploads.c.state, uploads.c.created_at, uploads.c.finished_at)
@@ -82,7 +82,7 @@ class StoreStats:
 
     def rejections_since(self, since: datetime) -> dict[Reason, int]:
         """Rejected uploads since `since`, counted by their typed reason."""
-        with self.records.transaction() as conn:
+        with self.records.reading() as conn:
             rows = conn.execute(
                 select(uploads.c.reason_code, func.count())
                 .where(uploads.c.state == State.REJECTED, uploads.c.updated_at >= since)
@@ -92,7 +92,7 @@ class StoreStats:
 
     def recent_problems(self, limit: int = 20) -> list[Problem]:
         """The latest failed, rejected and infected uploads, newest first."""
-        with self.records.transaction() as conn:
+        with self.records.reading() as conn:
             rows = conn.execute(
                 select(
                     uploads.c.id,

@@ -354,18 +354,18 @@ class Uploads(EngineBound):
     # --- reads --------------------------------------------------------------------------------
 
     def get_upload(self, upload_id: str) -> Upload | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         return upload_from_row(row) if row else None
 
     def get_attachment(self, attachment_id: str) -> Attachment | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(attachments).where(attachments.c.id == attachment_id)).first()
         return attachment_from_row(row) if row else None
 
     def find_attachment(self, profile_id: str, name_or_id: str) -> Attachment | None:
         """By fileName or by the 24-hex id, as Crafter clients use either."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(attachments)
                 .where(
@@ -378,7 +378,7 @@ class Uploads(EngineBound):
         return attachment_from_row(row) if row else None
 
     def attached_files(self, profile_id: str) -> list[tuple[Attachment, Upload]]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(attachments, uploads)
                 .join(uploads, uploads.c.id == attachments.c.current_upload_id)
@@ -388,7 +388,7 @@ class Uploads(EngineBound):
         return [(attachment_from_row(r), upload_from_row(r)) for r in rows]
 
     def latest_upload(self, attachment_id: str) -> Upload | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(uploads)
                 .where(uploads.c.attachment_id == attachment_id)
@@ -412,7 +412,7 @@ class Uploads(EngineBound):
 
     def owner_of(self, attachment_id: str) -> tuple[str, str] | None:
         """(tenant, profile id) of an attachment: object keys are built from them."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(profiles.c.tenant, profiles.c.id)
                 .join(attachments, attachments.c.profile_id == profiles.c.id)
@@ -428,7 +428,7 @@ class Uploads(EngineBound):
         """Uploads in a non-terminal state that have not moved since `older_than`, and whose
         re-send backoff (if any) has passed by `now`."""
         now = now or utcnow()
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(uploads)
                 .where(
@@ -444,7 +444,7 @@ class Uploads(EngineBound):
     def rescan_candidates(self, below: int, limit: int) -> list[Upload]:
         """Attached files scanned with a signature version lower than `below` (or unknown) and
         not yet queued for a rescan at that version."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(uploads)
                 .where(
@@ -471,7 +471,7 @@ class Uploads(EngineBound):
             )
 
     def uploads_in_state(self, state: str, limit: int = 1000) -> list[Upload]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(uploads).where(uploads.c.state == state).order_by(uploads.c.seq).limit(limit)
             ).all()
@@ -489,7 +489,7 @@ class Uploads(EngineBound):
     def staging_keys_in_use(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(uploads.c.staging_key).where(uploads.c.staging_key.in_(list(keys)))
             ).all()

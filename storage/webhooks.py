@@ -302,7 +302,7 @@ class Webhooks(EngineBound):
         return sub
 
     def subscriptions(self) -> list[Subscription]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(_subs).order_by(_subs.c.created_at, _subs.c.id)).all()
         return [_subscription(r) for r in rows]
 
@@ -329,7 +329,7 @@ class Webhooks(EngineBound):
     # --- deliveries ---------------------------------------------------------------------------
 
     def job(self, delivery_id: str) -> Job | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             row = conn.execute(_joined().where(_dlv.c.id == delivery_id)).first()
         if row is None:
             return None
@@ -460,13 +460,13 @@ class Webhooks(EngineBound):
             query = query.where(_dlv.c.state == state)
         if event_id is not None:
             query = query.where(_dlv.c.event_id == event_id)
-        with self.transaction() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         return [_delivery(r) for r in rows]
 
     def stats(self, now: datetime | None = None) -> OutboxStats:
         now = now or utcnow()
-        with self.transaction() as conn:
+        with self.reading() as conn:
             counts: dict[str, int] = dict(
                 conn.execute(select(_dlv.c.state, func.count()).group_by(_dlv.c.state)).all()
             )
