@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from api import errors
-from api.auth import Authorizer
+from api.auth import Authorizer, CachedAccounts
 from api.context import RequestContext
 from api.form import form_handler
 from api.intake import UploadReceiver
@@ -138,11 +138,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or Settings.from_env()
     services = services or build_services(settings)
     authorizer = Authorizer(services.records)
+    # The upload route reads its token and profile through a short cache (api/auth.py); the
+    # other routes answer with what the store holds now.
+    upload_auth = (
+        Authorizer(CachedAccounts(services.records, settings.auth_cache_seconds))
+        if settings.auth_cache_seconds > 0
+        else authorizer
+    )
     receiver = UploadReceiver(
         settings,
         services.records,
         services.objects,
-        authorizer,
+        upload_auth,
         services.enqueue,
         TenantLimits(services.records, settings),
     )

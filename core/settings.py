@@ -165,6 +165,9 @@ class Settings:
     image_renditions: tuple[int, ...] = (128, 512)
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
+    # Seconds an API process keeps the upload route's token and profile reads: a revoked token
+    # or a deleted profile stops working for uploads within this bound (0: read every time).
+    auth_cache_seconds: float = 5.0
     # Fair share between tenants (storage/fairshare.py): a tenant's first N uploads in flight
     # wait in the first lane, the next ones up to M in the second, the rest in the third, so
     # one tenant's burst never holds back another tenant's single upload.
@@ -266,6 +269,7 @@ class Settings:
             "image_renditions": _sizes,
             "keep_originals_days": _int,
             "bucket_originals": str,
+            "auth_cache_seconds": float,
             "fair_interactive": _int,
             "fair_busy": _int,
             "reconcile_after_seconds": _int,
@@ -345,6 +349,7 @@ class Settings:
             "must be strip, reencode or off",
         )
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
+        need(self.auth_cache_seconds >= 0, "AUTH_CACHE_SECONDS", "must not be negative")
         need(self.fair_interactive >= 1, "FAIR_INTERACTIVE", "must be at least 1")
         need(
             self.fair_busy >= self.fair_interactive,
