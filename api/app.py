@@ -29,6 +29,7 @@ from core.settings import Settings
 from core.tasks import Dispatch, Lane, TaskName
 from storage.broker import make_celery, publish
 from storage.fairshare import FairShare
+from storage.handoffs import Dispatcher, PendingDispatches
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.webhooks import announcer
@@ -61,15 +62,21 @@ def build_services(settings: Settings) -> Services:
     ops = ops_routes.sources_from_settings(settings, records)
     fair = FairShare(ops.telemetry, settings.fair_interactive, settings.fair_busy)
 
+    # What the broker cannot take is kept and sent the moment it answers (storage/handoffs.py).
+    dispatcher = Dispatcher(
+        lambda message: publish(celery, message),
+        PendingDispatches(records.engine, records.reader),
+    )
+
     def enqueue(upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:
         if bulk:
-            publish(celery, Dispatch(TaskName.SCAN, upload_id, Lane.BULK))
+            dispatcher.send(Dispatch(TaskName.SCAN, upload_id, Lane.BULK))
             return
         lane = fair.admit(tenant)
         try:
-            publish(celery, Dispatch(TaskName.SCAN, upload_id, lane, tenant))
+            dispatcher.send(Dispatch(TaskName.SCAN, upload_id, lane, tenant))
         except ServiceUnavailable:
-            fair.release(tenant)  # not in flight after all
+            fair.release(tenant)  # not in flight now; sent again, it is not counted
             raise
 
     def ping_redis() -> None:

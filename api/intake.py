@@ -191,12 +191,13 @@ class UploadReceiver:
             staging_key=staged.key,
         )
         # After commit: a task must never run before the row it reads exists. If the broker is
-        # down the upload stays `staged` and the reconciler sends it later; the client still
+        # down the upload stays `staged`, its hand-off is kept and sent the moment the broker
+        # answers (storage/handoffs.py; the reconciler is the last resort); the client still
         # gets its answer.
         try:
             self._enqueue(upload.id, profile.tenant, bulk=bulk)
         except Exception:
-            log.warning("enqueue of upload %s failed; the reconciler will send it", upload.id)
+            log.warning("upload %s not sent to scan yet: the broker is unreachable", upload.id)
         else:
             with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
                 log.info(

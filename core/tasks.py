@@ -15,6 +15,8 @@ class TaskName(StrEnum):
     RESCAN = "attachd.rescan"
     RESCAN_FILE = "attachd.rescan_file"
     DELIVER_WEBHOOK = "attachd.deliver_webhook"
+    # Sends the hand-offs kept while the broker was unreachable (storage/handoffs.py).
+    RESEND = "attachd.resend"
 
     @property
     def short(self) -> str:
@@ -40,6 +42,7 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.RESCAN: Queue.MAINTENANCE,
     TaskName.RESCAN_FILE: Queue.MAINTENANCE,
     TaskName.DELIVER_WEBHOOK: Queue.WEBHOOKS,
+    TaskName.RESEND: Queue.MAINTENANCE,
 }
 # Tasks whose first argument is an upload id.
 PIPELINE_TASKS: frozenset[TaskName] = frozenset(

@@ -142,3 +142,15 @@ tenant_policies = Table(
     Column("allowed_types", JSON, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Hand-offs to the workers that could not reach the broker (migration 0011): sent again the
+# moment it answers, by whichever process sees it first (storage/handoffs.py).
+pending_dispatches = Table(
+    "pending_dispatches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("lane", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

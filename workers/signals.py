@@ -33,6 +33,7 @@ from core import logs
 from core.errors import AttachdError
 from core.settings import Settings
 from core.tasks import PIPELINE_TASKS, TaskName
+from storage import broker
 from storage.telemetry import (
     PRESENCE_INTERVAL,
     REQUEST_ID_HEADER,
@@ -118,6 +119,21 @@ def install(app: Celery, settings: Settings) -> None:
         obs.quietly("failure", lambda: obs.telemetry.incr("task_failures", short_name(name)))
 
     app.steps["consumer"].add(_heartbeat_step(settings))
+    app.steps["consumer"].add(ResendOnConnect)
+
+
+class ResendOnConnect(bootsteps.StartStopStep):
+    """Every time this worker's consumer (re)connects to the broker, one of the pool's processes
+    sends the hand-offs kept while the broker was away (storage/handoffs.py): the first worker
+    back sends what the API and the other workers could not."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, c: Any) -> None:
+        try:
+            broker.send(c.app, TaskName.RESEND)
+        except AttachdError as exc:
+            log.warning("pending hand-offs not asked for: %s", exc)
 
 
 def _heartbeat_step(settings: Settings) -> type[bootsteps.StartStopStep]:

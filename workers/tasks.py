@@ -8,6 +8,7 @@ Tasks take upload ids, never bytes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -23,6 +24,7 @@ from core.settings import Settings
 from core.tasks import PRIORITY_STEPS, Dispatch, Lane, Publish, TaskName
 from storage import broker
 from storage.fairshare import FairShare
+from storage.handoffs import Dispatcher, PendingDispatches
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
@@ -47,20 +49,37 @@ class Works:
     pipeline: Pipeline
     upkeep: Upkeep
     rescans: Rescans
+    # Hands work to the workers; never raises: what the broker cannot take now is kept and
+    # sent the moment it answers (storage/handoffs.py).
     dispatch: Publish
+    dispatcher: Dispatcher
     fair: FairShare
 
 
 def build_works(settings: Settings, app: Celery) -> Works:
     pipeline = build_pipeline(settings, app)
+    records = pipeline.records
+    dispatcher = Dispatcher(
+        lambda message: broker.publish(app, message),
+        PendingDispatches(records.engine, records.reader),
+    )
 
     def dispatch(message: Dispatch) -> None:
-        broker.publish(app, message)
+        # A broker that cannot be reached: kept (and logged) by the dispatcher.
+        with contextlib.suppress(ServiceUnavailable):
+            dispatcher.send(message)
 
     counter = pipeline.observe
     assert isinstance(counter, TransitionCounter)
     fair = FairShare(counter.telemetry, settings.fair_interactive, settings.fair_busy)
-    return Works(pipeline, Upkeep(pipeline, dispatch), Rescans(pipeline, dispatch), dispatch, fair)
+    return Works(
+        pipeline,
+        Upkeep(pipeline, dispatch),
+        Rescans(pipeline, dispatch),
+        dispatch,
+        dispatcher,
+        fair,
+    )
 
 
 def build_pipeline(settings: Settings, app: Celery) -> Pipeline:
@@ -117,9 +136,8 @@ class PipelineTask(Task):
                 raise  # autoretry_for: Celery schedules the retry with backoff and jitter
             return self.give_up(pipeline, upload_id, exc)
         if outcome.then is not None:
-            # Sent after the move that asked for it committed. If the broker is gone now, the
-            # message in hand is not acknowledged either: it comes back and the step, finding
-            # its work done, returns the same next step.
+            # Sent after the move that asked for it committed; if the broker is gone now, it is
+            # kept and sent the moment the broker answers (storage/handoffs.py).
             works.dispatch(Dispatch(outcome.then, upload_id, self.lane()))
         return outcome.state
 
@@ -203,9 +221,21 @@ def register(app: Celery, settings: Settings) -> None:
 
     maintenance: dict[str, Any] = {"acks_late": True, "time_limit": 600, "soft_time_limit": 540}
 
+    @app.task(name=TaskName.RESEND, **maintenance)
+    def resend() -> Any:
+        try:
+            sent = works().dispatcher.drain()
+        except ServiceUnavailable as exc:  # away again: the next reconnect or beat tick
+            log.warning("pending hand-offs not sent: %s", exc)
+            return 0
+        return sent
+
     @app.task(name=TaskName.RECONCILE, **maintenance)
     def reconcile() -> Any:
         result = works().upkeep.reconcile()
+        # Hand-offs kept by a process that died before it could send them.
+        with contextlib.suppress(ServiceUnavailable):
+            result["handoffs_sent"] = works().dispatcher.drain()
         # Outbox rows whose message was lost (Redis restarted empty) or whose wait was too long
         # for a countdown; a database hiccup here must not lose the pipeline's result.
         try:
