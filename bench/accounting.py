@@ -93,7 +93,7 @@ def classes(t: Target, extra: Mapping[str, int] = {}) -> dict[str, Reader]:
     root = t.worker_root()
     if root is not None:
         out.update(worker_classes(root))
-    for name, pid in extra.items():
+    for name, pid in {**t.companions(), **extra}.items():
         out[name] = _tree(pid)
     host = s.s3_endpoint.rsplit(":", 1)[0]
     _service("MinIO", _port(s.s3_endpoint), host, out)

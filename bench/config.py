@@ -24,6 +24,9 @@ class Sizes:
     # B3 again, with files arriving at this share of the burst's throughput.
     paced_count: int = 300
     paced_share: float = 0.5
+    # B5: one tenant's burst, and a person in another tenant uploading one a second meanwhile.
+    fair_burst: int = 2000
+    fair_person: int = 20
     progress: bool = True
 
 
@@ -37,6 +40,8 @@ SMOKE = Sizes(
     concurrency=2,
     pipeline_count=4,
     paced_count=3,
+    fair_burst=6,
+    fair_person=2,
     scan=2 * MiB,
     repeats=1,
     pipeline_rounds=1,

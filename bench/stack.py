@@ -16,7 +16,15 @@ from types import TracebackType
 
 import redis
 
-from attachd.stack import api_ready, file_tail, spawn, stop, wait_ready, workers_ready
+from attachd.stack import (
+    api_ready,
+    file_tail,
+    flower_ready,
+    spawn,
+    stop,
+    wait_ready,
+    workers_ready,
+)
 from bench.target import Target
 from core.settings import Settings
 
@@ -60,7 +68,12 @@ class BenchStack:
             api = self._start("api", "gunicorn", "-c", "deploy/gunicorn.conf.py", "api.wsgi:app")
             self._wait_api(api)
             self.target = Target.connect(
-                self.settings, self.base_url, api.pid, self.workers, worker_root=self._worker_pid
+                self.settings,
+                self.base_url,
+                api.pid,
+                self.workers,
+                worker_root=self._worker_pid,
+                companions=self._companions,
             )
         except BaseException:
             self.close()
@@ -103,9 +116,19 @@ class BenchStack:
         broker.flushdb()
         broker.close()
         if self.worker_concurrency is None:
-            # The default fleet, as deploy/Procfile runs it: a pool per queue group, autoscaled
-            # (ATTACHD_WORKER_POOLS).
+            # What `make up` runs (deploy/Procfile): the default fleet, a pool per queue group,
+            # autoscaled (ATTACHD_WORKER_POOLS), with beat and Flower beside it. Flower turns
+            # the workers' task events on: their cost is part of what a user's stack pays.
             proc = self._start("worker", "attachd", "worker")
+            self._start(
+                "beat",
+                "celery",
+                "-A",
+                "workers.app",
+                "beat",
+                f"--schedule={self.var_dir / 'celerybeat-schedule'}",
+            )
+            self._start("flower", "attachd", "flower")
         else:
             proc = self._start(
                 "worker",
@@ -123,13 +146,30 @@ class BenchStack:
             )
         try:
             self._wait_worker(proc)
+            if "flower" in self._procs:
+                wait_ready(
+                    "flower",
+                    self._procs["flower"],
+                    flower_ready(self.settings),
+                    60,
+                    functools.partial(self._tail, "flower"),
+                )
             yield
         finally:
-            self._stop("worker")
+            for name in ("flower", "beat", "worker"):
+                if name in self._procs:
+                    self._stop(name)
 
     def _worker_pid(self) -> int | None:
         proc = self._procs.get("worker")
         return proc.pid if proc is not None else None
+
+    def _companions(self) -> dict[str, int]:
+        return {
+            label: self._procs[name].pid
+            for name, label in (("flower", "Flower"), ("beat", "beat"))
+            if name in self._procs
+        }
 
     # --- pieces ---------------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ class Target:
     # The pid of the workers' root process while they run (bench/accounting.py counts its CPU);
     # None where it is not known (the test stack's worker belongs to its fixture).
     worker_root: Callable[[], int | None] = lambda: None
+    # The other processes `make up` runs beside the workers (Flower, beat), by name, while they
+    # run: their CPU is part of what a file costs there.
+    companions: Callable[[], dict[str, int]] = dict
 
     @classmethod
     def connect(
@@ -51,6 +54,7 @@ class Target:
         *,
         workers_running: bool = False,
         worker_root: Callable[[], int | None] = lambda: None,
+        companions: Callable[[], dict[str, int]] = dict,
     ) -> Target:
         objects = ObjectStore.from_settings(settings)
         # The direct side of each comparison writes here, never into the pipeline's buckets.
@@ -72,14 +76,19 @@ class Target:
             tenant=tenant,
             workers_running=workers_running,
             worker_root=worker_root,
+            companions=companions,
         )
 
-    def account(self, username: str) -> Account:
+    def account(self, username: str, tenant: str | None = None) -> Account:
+        """A token and a profile in the bench's tenant, or in `tenant` (made if new)."""
+        tenant = tenant or self.tenant
+        if not self.records.tenant_exists(tenant):
+            self.records.create_tenant(tenant)
         token = self.records.create_token(
-            "bench", [{"tenant": self.tenant, "allowedActions": ["MANAGE_PROFILES"]}]
+            "bench", [{"tenant": tenant, "allowedActions": ["MANAGE_PROFILES"]}]
         )
         profile = self.records.create_profile(
-            self.tenant, username, f"{username}@example.com", enabled=True
+            tenant, username, f"{username}@example.com", enabled=True
         )
         return Account(token=token, profile_id=profile.id)
 

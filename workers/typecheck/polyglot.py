@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 from core.domain import Reason
-from workers.typecheck.markup import MARKUP
+from workers.typecheck.markup import find_markup
 from workers.typecheck.refusals import Refused
 from workers.typecheck.source import SCAN_BYTES, Source, read_at
 
@@ -70,7 +70,7 @@ def _describe_data(data: bytes) -> str:
             return description
     if b"<?php" in data.lower():
         return "PHP code"
-    if stripped.startswith(b"<") or MARKUP.search(data):
+    if stripped.startswith(b"<") or find_markup(data):
         return "HTML/script markup"
     if b"PK\x03\x04" in data:
         return "an appended ZIP archive"
