@@ -63,10 +63,14 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[KombuQueue(q.value) for q in Queue],
         task_default_queue=Queue.MAINTENANCE.value,
         task_routes={name.value: {"queue": queue.value} for name, queue in ROUTES.items()},
-        worker_send_task_events=True,
+        # Task events only when asked for: Flower asks (it broadcasts enable_events while it
+        # runs, so its task views are whole), `celery events` and `celery control
+        # enable_events` too. Without a listener each task paid three event publishes for
+        # nothing (make bench, B3).
+        worker_send_task_events=False,
         # No task-sent events: publishing one per task cost the API ~8% of its CPU per upload
         # (make bench, B2), and what they would tell (queued work, its age) the metrics read
-        # from Redis itself. Flower still sees every task from the workers' events.
+        # from Redis itself.
         task_send_sent_event=False,
         beat_schedule={
             "reconcile": {"task": TaskName.RECONCILE.value, "schedule": 60.0},
