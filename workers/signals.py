@@ -123,13 +123,21 @@ def install(app: Celery, settings: Settings) -> None:
 
 
 class ResendOnConnect(bootsteps.StartStopStep):
-    """Every time this worker's consumer (re)connects to the broker, one of the pool's processes
+    """Every time this worker's consumer reconnects to the broker, one of the pool's processes
     sends the hand-offs kept while the broker was away (storage/handoffs.py): the first worker
-    back sends what the API and the other workers could not."""
+    back sends what the API and the other workers could not. Not at the first start: what a
+    dead process left is the reconciler's, within a minute."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.started = False
+
     def start(self, c: Any) -> None:
+        if not self.started:
+            self.started = True
+            return
         try:
             broker.send(c.app, TaskName.RESEND)
         except AttachdError as exc:

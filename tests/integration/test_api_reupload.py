@@ -52,7 +52,11 @@ def test_the_old_version_is_served_until_the_new_one_is_attached(
     # moment between "accepted" and "attached" can be looked at.
     held: list[str] = []
     real = build_services(stack.settings)
-    with app_client(stack.settings, replace(real, enqueue=held.append)) as client:
+
+    def hold(upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:
+        held.append(upload_id)
+
+    with app_client(stack.settings, replace(real, enqueue=hold)) as client:
         body, content_type = multipart_body("avatar.png", NEW)
         resp = client.simulate_post(
             account.path("/uploadAttachment"),
@@ -72,7 +76,7 @@ def test_the_old_version_is_served_until_the_new_one_is_attached(
     assert status["state"] == "staged"
     assert (status["served"], status["servedUploadId"]) == (False, old_upload.id)
 
-    real.enqueue(held[0])  # now send it to the worker
+    real.enqueue(held[0], account.tenant)  # now send it to the worker
     assert stack.wait_for_state(held[0], ("attached", "infected", "rejected", "failed")) == (
         "attached"
     )

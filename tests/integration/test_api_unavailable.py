@@ -160,5 +160,5 @@ def test_broker_down_an_upload_is_still_accepted_and_recoverable(
     assert up is not None and up.state == "staged"
     assert objects.exists(stack.settings.bucket_staging, staging_key(up.id))
     # What the reconciler does later: send it again. It goes through.
-    build_services(stack.settings).enqueue(up.id)
+    build_services(stack.settings).enqueue(up.id, account.tenant)
     assert stack.wait_for_state(up.id, ("attached", "infected", "rejected", "failed")) == "attached"
