@@ -7,12 +7,12 @@ with a message that names the variable, never the first request.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from core import installation
 from core.errors import ConfigError
 
 _PREFIX = "ATTACHD_"
@@ -237,7 +237,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        """From `environ` alone, or by default from the process environment over the local
+        installation's file (var/attachd.env, core/installation.py), as every entry point reads
+        them."""
+        env = installation.environ() if environ is None else environ
         values: dict[str, Any] = {}
         for name, parse in _PARSERS.items():
             var = _PREFIX + name.upper()

@@ -1,27 +1,37 @@
-"""The fast loop (`make test-fast`: `-m "not integration"`) runs no test that needs services,
-including those in integration files that carry no marker of their own."""
+"""The fast loop (`make test-fast`: `-m "not integration"`) runs no test that needs services:
+tests/conftest.py's collection hook marks every test under tests/integration, including those
+in files that carry no marker of their own."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-# Carries no `pytestmark` of its own: only tests/conftest.py's collection hook marks it.
-UNMARKED = "tests/integration/test_minio_user.py"
+import pytest
+
+from tests.conftest import INTEGRATION, REPO, pytest_collection_modifyitems
 
 
-def test_integration_tests_without_a_marker_of_their_own_are_deselected() -> None:
-    assert "pytestmark" not in (REPO / UNMARKED).read_text()
-    pytest = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [*pytest, "-m", "not integration", UNMARKED],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    # Exit code 5: nothing left to run once the integration tests are deselected.
-    assert done.returncode == 5, done.stdout[-2000:] + done.stderr[-2000:]
-    assert " deselected" in done.stdout and "0 selected" not in done.stdout
+@dataclass
+class Item:
+    """What the hook reads and does of a collected test."""
+
+    path: Path
+    marks: list[str] = field(default_factory=list)
+
+    def add_marker(self, mark: pytest.MarkDecorator) -> None:
+        self.marks.append(mark.name)
+
+
+def test_every_test_under_tests_integration_is_marked_and_no_other() -> None:
+    # test_minio_user.py carries no `pytestmark` of its own: only the hook marks it.
+    unmarked = INTEGRATION / "test_minio_user.py"
+    assert unmarked.exists() and "pytestmark" not in unmarked.read_text()
+    items = [
+        Item(unmarked),
+        Item(INTEGRATION / "test_webhooks.py"),
+        Item(REPO / "tests" / "unit" / "test_settings.py"),
+        Item(REPO / "tests" / "api" / "test_upload.py"),
+    ]
+    pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    assert [item.marks for item in items] == [["integration"], ["integration"], [], []]
