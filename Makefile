@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install deps test-deps run up down test lint typecheck check services-test clean bench soak scale-test
+.PHONY: help install deps test-deps run up down test test-fast lint typecheck check services-test clean bench soak scale-test
 
 help:
 	@echo "make run    - install what is missing, start everything in the foreground (Ctrl-C stops)"
 	@echo "make up     - the same, detached; returns when every component answers"
 	@echo "make down   - stop everything started by make up"
 	@echo "make test   - install what is missing, start the test services, run the tests"
+	@echo "make test-fast - the unit and in-process API tests alone: no services, under a minute"
 	@echo "make lint   - ruff, lint-imports (the layers), mypy; make typecheck - mypy alone"
 	@echo "make bench  - benchmarks beside their floor (own services); writes docs/BENCHMARKS.md,"
 	@echo "              then the soak (make soak); writes its section of docs/RELIABILITY.md"
@@ -55,6 +56,12 @@ test: install test-deps
 	    trap 'deploy/scripts/services.sh stop $$started' EXIT; trap 'exit 130' INT TERM; fi && \
 	  deploy/scripts/services.sh start && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The contributors' loop: unit and in-process API tests (fakes of the ports), no services started
+# or needed. The `integration` marker (tests/conftest.py's collection hook) keeps out anything
+# that would need them. PYTEST_ARGS="-k upload -x" narrows it as for `make test`.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not integration" tests/unit tests/api $(PYTEST_ARGS)
 
 # Benchmarks with their own services and ports (deploy/env/bench.env); not part of `make test`,
 # which runs only their smoke version. BENCH_ARGS="--cases B1,B4" or "--smoke" narrows a run.

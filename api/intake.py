@@ -4,7 +4,7 @@ goes, then the record, then the scan task.
 The order of checks follows what the body lets us know when: the token (query string, or a form
 field before the file part, as Crafter's Java client sends it) and a file name that arrive before
 the file part are checked before a byte is stored, and the content must agree with the name as
-soon as its first KiB are in. A file part with no token before it is refused (403) before a byte
+soon as its first 4 KiB are in. A file part with no token before it is refused (403) before a byte
 of it is read: a stranger cannot make us store anything. Whatever goes wrong after the object is
 written, it is deleted: no object without a record, no record without an object.
 """

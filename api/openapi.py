@@ -94,7 +94,7 @@ _SCHEMAS: dict[str, Any] = {
             "reason": _nullable("string"),
             "signature": _nullable("string", description="The virus found, if infected"),
             "declaredType": {"type": "string", "description": "From the name's extension"},
-            "sniffedType": _nullable("string", description="libmagic on the first KiB"),
+            "sniffedType": _nullable("string", description="libmagic on the first 4 KiB"),
             "detectedType": _nullable("string", description="The verifier's finding"),
             "md5": {"type": "string", "description": "Of the bytes received"},
             "fileSizeBytes": {"type": "integer", "description": "Of the bytes received"},

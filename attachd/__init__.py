@@ -1,1 +1,2 @@
-"""attachd: what api/, workers/ and storage/ share: settings, errors, clamd client, CLI."""
+"""attachd's entry points, imported by nothing: the `attachd` command (cli/), the worker fleet's
+control (fleet), starting and supervising worker pools (launch) and the local stack (stack)."""

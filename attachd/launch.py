@@ -2,9 +2,9 @@
 on another machine all start them the same way.
 
 `attachd worker` runs one Celery worker per pool of ATTACHD_WORKER_POOLS and supervises them: a
-signal to it is a warm shutdown of every pool, and one pool dying stops the rest, so the process
-manager (honcho, Docker, systemd) sees the failure and restarts the whole node. One node per
-machine or container; `docker compose up --scale worker=N` adds nodes.
+signal to it is a warm shutdown of every pool, and a pool that dies on its own is started again,
+after a pause that grows with each death in a row (see supervise), while the others keep working.
+One node per machine or container; `docker compose up --scale worker=N` adds nodes.
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ with a message that names the variable, never the first request.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+from core import installation
 from core.errors import ConfigError
 
 _PREFIX = "ATTACHD_"
@@ -104,6 +104,20 @@ def _prefix(value: str) -> str:
     return text
 
 
+# How a variable is read follows from its field's type; a field whose type does not say it all
+# (a size with a suffix, a list checked item by item) names its parser in its metadata.
+PARSE = "parse"
+_BY_TYPE: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: _int,
+    float: float,
+    bool: _bool,
+    Path: Path,
+    tuple[str, ...]: _csv,
+}
+_SIZE = {PARSE: _size}
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration. Field names map to ATTACHD_<NAME> (upper case)."""
@@ -130,13 +144,13 @@ class Settings:
     api_port: int = 8080
     api_workers: int = 2
     api_threads: int = 8
-    url_prefix: str = ""
+    url_prefix: str = field(default="", metadata={PARSE: _prefix})
     flower_port: int = 5555
     flower_user: str = ""
     flower_password: str = ""
-    max_upload_size: int = 5 * 1024 * 1024
+    max_upload_size: int = field(default=5 * 1024 * 1024, metadata=_SIZE)
     max_parts: int = 16
-    max_part_header_size: int = 8 * 1024
+    max_part_header_size: int = field(default=8 * 1024, metadata=_SIZE)
     max_filename_length: int = 255
     allowed_types: tuple[str, ...] = (
         "image/bmp",
@@ -147,22 +161,22 @@ class Settings:
         "image/svg+xml",
     )
     # Bytes sent to MinIO per multipart part; also the most the API holds in memory per upload.
-    upload_part_size: int = 8 * 1024 * 1024
+    upload_part_size: int = field(default=8 * 1024 * 1024, metadata=_SIZE)
     # A client that sends slowly cannot hold a server thread forever: the whole body must arrive
     # within grace + size / min_rate seconds, and no read may wait longer than the idle timeout.
     upload_grace_seconds: float = 30.0
-    upload_min_rate: int = 64 * 1024
+    upload_min_rate: int = field(default=64 * 1024, metadata=_SIZE)
     upload_idle_timeout: float = 30.0
     max_image_pixels: int = 40_000_000
-    max_svg_size: int = 5 * 1024 * 1024
+    max_svg_size: int = field(default=5 * 1024 * 1024, metadata=_SIZE)
     # Files up to this size go through scan, verify and attach in one task, read once
     # (workers/fused.py); 0: every file takes the three queues.
-    small_file_size: int = 1024 * 1024
+    small_file_size: int = field(default=1024 * 1024, metadata=_SIZE)
     # Raster pictures before attach (workers/sanitize): strip metadata (location, camera, text)
     # and apply orientation, reencode always, or off; renditions' longest sides in pixels; days
     # the uploaded original is kept in its private bucket (0: deleted once the sanitized one is).
     image_sanitize: str = "strip"
-    image_renditions: tuple[int, ...] = (128, 512)
+    image_renditions: tuple[int, ...] = field(default=(128, 512), metadata={PARSE: _sizes})
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
     # Seconds an API process keeps the upload route's token and profile reads: a revoked token
@@ -201,18 +215,21 @@ class Settings:
     insecure_defaults: bool = False
     # Worker pools, one Celery worker each: "queues=concurrency", queues joined with '+',
     # concurrency N (fixed) or MIN-MAX (autoscaled). `attachd worker` runs them all.
-    worker_pools: tuple[str, ...] = (
-        "scan=1-4",
-        "verify=1-2",
-        "attach+maintenance=1",
-        # Webhook deliveries wait on other people's servers: a pool of their own, so a slow
-        # receiver never holds a process the pipeline needs.
-        "webhooks=1-4",
+    worker_pools: tuple[str, ...] = field(
+        default=(
+            "scan=1-4",
+            "verify=1-2",
+            "attach+maintenance=1",
+            # Webhook deliveries wait on other people's servers: a pool of their own, so a slow
+            # receiver never holds a process the pipeline needs.
+            "webhooks=1-4",
+        ),
+        metadata={PARSE: _pools},
     )
     # A pool process is replaced after this many tasks or once it holds this much memory: image
     # decoding can leave a process bigger than it needs to stay.
     worker_max_tasks_per_child: int = 500
-    worker_max_memory_per_child: int = 512 * 1024 * 1024
+    worker_max_memory_per_child: int = field(default=512 * 1024 * 1024, metadata=_SIZE)
     # Webhooks: seconds per delivery attempt (connect and each read), the retry schedule (first
     # retry within `base`, doubling up to `max`, given up `give_up` after the event), and the
     # networks receivers may be in although private (none: only public addresses).
@@ -220,7 +237,7 @@ class Settings:
     webhook_retry_base_seconds: float = 15.0
     webhook_retry_max_seconds: float = 3600.0
     webhook_give_up_seconds: float = 86400.0
-    webhook_allowed_networks: tuple[str, ...] = ()
+    webhook_allowed_networks: tuple[str, ...] = field(default=(), metadata={PARSE: _networks})
     # Signed download links (api/signing.py): HMAC keys, the first signs and every one verifies
     # (rotation); none set, the link routes answer 503. Links live at most this many seconds.
     url_secret: tuple[str, ...] = ()
@@ -228,75 +245,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        parsers: dict[str, Callable[[str], Any]] = {
-            "var_dir": Path,
-            "database_url": str,
-            "redis_url": str,
-            "s3_endpoint": str,
-            "s3_access_key": str,
-            "s3_secret_key": str,
-            "s3_secure": _bool,
-            "s3_region": str,
-            "bucket_staging": str,
-            "bucket_attachments": str,
-            "bucket_quarantine": str,
-            "staging_expiry_days": _int,
-            "clamd_host": str,
-            "clamd_port": _int,
-            "clamd_timeout": float,
-            "api_host": str,
-            "api_port": _int,
-            "api_workers": _int,
-            "api_threads": _int,
-            "url_prefix": _prefix,
-            "flower_port": _int,
-            "flower_user": str,
-            "flower_password": str,
-            "max_upload_size": _size,
-            "max_parts": _int,
-            "max_part_header_size": _size,
-            "max_filename_length": _int,
-            "allowed_types": _csv,
-            "upload_part_size": _size,
-            "upload_grace_seconds": float,
-            "upload_min_rate": _size,
-            "upload_idle_timeout": float,
-            "max_image_pixels": _int,
-            "max_svg_size": _size,
-            "small_file_size": _size,
-            "image_sanitize": str,
-            "image_renditions": _sizes,
-            "keep_originals_days": _int,
-            "bucket_originals": str,
-            "auth_cache_seconds": float,
-            "fair_interactive": _int,
-            "fair_busy": _int,
-            "reconcile_after_seconds": _int,
-            "rescan_batch": _int,
-            "rescan_rate_limit": str,
-            "log_level": str,
-            "log_format": str,
-            "demo": _bool,
-            "flower_host": str,
-            "ops_user": str,
-            "ops_password": str,
-            "metrics_token": str,
-            "metrics_public": _bool,
-            "insecure_defaults": _bool,
-            "worker_pools": _pools,
-            "worker_max_tasks_per_child": _int,
-            "worker_max_memory_per_child": _size,
-            "webhook_timeout": float,
-            "webhook_retry_base_seconds": float,
-            "webhook_retry_max_seconds": float,
-            "webhook_give_up_seconds": float,
-            "webhook_allowed_networks": _networks,
-            "url_secret": _csv,
-            "signed_url_max_seconds": _int,
-        }
+        """From `environ` alone, or by default from the process environment over the local
+        installation's file (var/attachd.env, core/installation.py), as every entry point reads
+        them."""
+        env = installation.environ() if environ is None else environ
         values: dict[str, Any] = {}
-        for name, parse in parsers.items():
+        for name, parse in _PARSERS.items():
             var = _PREFIX + name.upper()
             raw = env.get(var)
             if raw is None:
@@ -377,3 +331,19 @@ class Settings:
 
     def pools(self) -> tuple[WorkerPool, ...]:
         return tuple(parse_pool(entry) for entry in self.worker_pools)
+
+
+def _parsers() -> dict[str, Callable[[str], Any]]:
+    """Each field's parser, from its metadata or else its type; a field with neither is a
+    mistake caught at import, not at the first start-up that sets its variable."""
+    types = get_type_hints(Settings)
+    parsers = {}
+    for f in fields(Settings):
+        parse = f.metadata.get(PARSE) or _BY_TYPE.get(types[f.name])
+        if parse is None:
+            raise TypeError(f"Settings.{f.name}: no parser for {types[f.name]}; add metadata")
+        parsers[f.name] = parse
+    return parsers
+
+
+_PARSERS = _parsers()

@@ -168,35 +168,22 @@ class ObjectStore:
     # --- setup and health ---------------------------------------------------------------------
 
     def ensure_buckets(self, staging_expiry_days: int) -> None:
-        with _sdk():
-            for name in (self.buckets.staging, self.buckets.attachments, self.buckets.quarantine):
-                if not self.client.bucket_exists(name):
-                    try:
-                        self.client.make_bucket(name)
-                    except S3Error as exc:
-                        if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                            raise
-            # The last backstop against staging leaks: whatever the reconciler misses expires.
-            # (Parts of a multipart upload whose abort never reached MinIO are MinIO's own
-            # business: it drops stale multipart uploads after MINIO_API_STALE_UPLOADS_EXPIRY,
-            # 24 h by default, and ignores the S3 AbortIncompleteMultipartUpload rule.)
-            self.client.set_bucket_lifecycle(
-                self.buckets.staging,
-                LifecycleConfig(
-                    [
-                        Rule(
-                            ENABLED,
-                            rule_filter=Filter(prefix=""),
-                            rule_id="expire-staging",
-                            expiration=Expiration(days=staging_expiry_days),
-                        )
-                    ]
-                ),
-            )
+        # The last backstop against staging leaks: whatever the reconciler misses expires.
+        # (Parts of a multipart upload whose abort never reached MinIO are MinIO's own
+        # business: it drops stale multipart uploads after MINIO_API_STALE_UPLOADS_EXPIRY,
+        # 24 h by default, and ignores the S3 AbortIncompleteMultipartUpload rule.)
+        self._ensure_bucket(self.buckets.staging, "expire-staging", staging_expiry_days)
+        self._ensure_bucket(self.buckets.attachments)
+        self._ensure_bucket(self.buckets.quarantine)
 
     def ensure_expiring_bucket(self, name: str, days: int) -> None:
         """A private bucket whose objects expire after `days` (kept originals of sanitized
         pictures): nothing serves from it, the lifecycle rule is what deletes."""
+        self._ensure_bucket(name, "expire-originals", days)
+
+    def _ensure_bucket(self, name: str, expiry_rule: str | None = None, days: int = 0) -> None:
+        """Make the bucket unless it is there (another process may be making it this instant);
+        with a rule id, its objects expire `days` after they are written."""
         with _sdk():
             if not self.client.bucket_exists(name):
                 try:
@@ -204,19 +191,14 @@ class ObjectStore:
                 except S3Error as exc:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
-            self.client.set_bucket_lifecycle(
-                name,
-                LifecycleConfig(
-                    [
-                        Rule(
-                            ENABLED,
-                            rule_filter=Filter(prefix=""),
-                            rule_id="expire-originals",
-                            expiration=Expiration(days=days),
-                        )
-                    ]
-                ),
-            )
+            if expiry_rule is not None:
+                rule = Rule(
+                    ENABLED,
+                    rule_filter=Filter(prefix=""),
+                    rule_id=expiry_rule,
+                    expiration=Expiration(days=days),
+                )
+                self.client.set_bucket_lifecycle(name, LifecycleConfig([rule]))
 
     def ping(self) -> None:
         with _sdk():

@@ -1,9 +1,10 @@
 """The record store: one object over one engine, as every caller has always used it.
 
 SQLAlchemy Core over SQLite (embedded default) or PostgreSQL. The work lives by aggregate:
-storage.engine (engine per URL, transactions, clock), storage.accounts (tenants, tokens, profiles)
-and storage.uploads (attachments and the upload state machine). This module only joins them and
-re-exports the names callers import.
+storage.engine (engine per URL, transactions, clock), storage.accounts (tenants, tokens, profiles),
+storage.uploads (attachments and the upload state machine), storage.policies (tenants' own limits)
+and storage.quarantine (review of held files). This module only joins them and re-exports the
+names callers import.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ __all__ = [
 
 
 class RecordStore(Accounts, Uploads, Policies, Quarantine):
-    """Both aggregates on one shared engine (and one connection pool).
+    """The four aggregates (accounts, uploads, tenant policies, quarantine) on one shared engine
+    (and one connection pool).
 
     Inheritance rather than composition: the API, the workers, the CLI, the bench and the tests
     all hold one store and call its methods directly (`records.find_token`, `records.transition`),
-    and the two halves have no state but the engine, so a union of their methods is the whole
+    and the aggregates have no state but the engine, so a union of their methods is the whole
     interface; composition would add a delegating method per call or change every caller. A
-    caller that needs only one half can be typed against `Accounts` or `Uploads` (or a Protocol
-    of the few methods it uses)."""
+    caller that needs only one of them can be typed against it (`Accounts`, `Uploads`, …) or a
+    Protocol of the few methods it uses."""
 
     @classmethod
     def from_url(cls, url: str) -> RecordStore:

@@ -18,6 +18,7 @@ import pytest
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+INTEGRATION = REPO / "tests" / "integration"
 
 # The EICAR test string: the only "malware" this project ever uses. Assembled at run time so the
 # repository holds no file any scanner would flag.
@@ -41,6 +42,15 @@ def png_with_chunk(payload: bytes) -> bytes:
     body = b"tEXt" + b"Comment\0" + payload
     chunk = struct.pack(">I", len(payload) + 8) + body + struct.pack(">I", zlib.crc32(body))
     return data[:iend] + chunk + data[iend:]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration needs the services, so it is marked `integration`
+    here, in one place: `-m "not integration"` (`make test-fast`) then starts nothing that needs
+    them, whether or not its file says so (a `pytestmark` in a conftest marks nothing)."""
+    for item in items:
+        if item.path.resolve().is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 def _answers(host: str, port: int) -> bool:

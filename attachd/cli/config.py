@@ -13,7 +13,6 @@ import click
 from core.errors import ConfigError
 from core.secrets_check import check_secrets, effective
 from core.settings import Settings
-from storage.minio_users import attachd_buckets, ensure_app_user
 
 
 @click.command("check-config")
@@ -52,6 +51,8 @@ def check_config() -> None:
 def minio_user(root_user: str, root_password: str) -> None:
     """Create attachd's own MinIO user (ATTACHD_S3_ACCESS_KEY / ATTACHD_S3_SECRET_KEY), allowed
     attachd's buckets only. Run once with MinIO's root credentials; the services never get them."""
+    from storage.minio_users import attachd_buckets, ensure_app_user
+
     settings = Settings.from_env()
     check_secrets(settings)
     policy = ensure_app_user(settings, root_user, root_password)

@@ -1,15 +1,21 @@
-"""What every `attachd` command shares: settings read once, and the stores built from them."""
+"""What every `attachd` command shares: settings read once, and the stores built from them.
+
+The stores are imported where they are built, not here: `attachd --help` and a usage error then
+load neither SQLAlchemy, Celery nor MinIO's SDK (tests/unit/test_cli_speed.py)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from core.logs import configure
 from core.settings import Settings
-from storage.broker import make_celery
-from storage.objects import ObjectStore
-from storage.records import RecordStore
-from workers.tasks import Works, build_works
+
+if TYPE_CHECKING:
+    from storage.objects import ObjectStore
+    from storage.records import RecordStore
+    from workers.tasks import Works
 
 
 class Context:
@@ -27,12 +33,19 @@ class Context:
         return self._settings
 
     def records(self) -> RecordStore:
+        from storage.records import RecordStore
+
         return RecordStore.from_url(self.settings.database_url)
 
     def objects(self) -> ObjectStore:
+        from storage.objects import ObjectStore
+
         return ObjectStore.from_settings(self.settings)
 
     def works(self) -> Works:
+        from storage.broker import make_celery
+        from workers.tasks import build_works
+
         return build_works(self.settings, make_celery(self.settings))
 
 

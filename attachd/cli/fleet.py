@@ -4,13 +4,14 @@ and putting it back to work."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from attachd.cli.context import Context, pass_ctx
-from attachd.fleet import Fleet, WorkerState, render
-from storage.broker import make_celery
-from storage.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from attachd.fleet import Fleet, WorkerState
 
 # Seconds a drain or resume waits for a control reply: longer than status's default, since
 # these act on one named worker and a missed reply would mean a wrong answer, not a short list.
@@ -18,6 +19,10 @@ CONTROL_TIMEOUT = 2.0
 
 
 def _fleet(ctx: Context, timeout: float) -> Fleet:
+    from attachd.fleet import Fleet
+    from storage.broker import make_celery
+    from storage.telemetry import Telemetry
+
     s = ctx.settings
     return Fleet(make_celery(s), Telemetry.from_url(s.redis_url), timeout=timeout)
 
@@ -33,6 +38,8 @@ def fleet() -> None:
 @pass_ctx
 def fleet_status(ctx: Context, as_json: bool, timeout: float) -> None:
     """Workers online, their queues, active and reserved tasks; queue depths."""
+    from attachd.fleet import render
+
     status = _fleet(ctx, timeout).status()
     click.echo(json.dumps(status.to_dict(), indent=2) if as_json else render(status))
 

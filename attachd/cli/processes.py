@@ -9,7 +9,6 @@ import sys
 import click
 
 from attachd.cli.context import Context, pass_ctx
-from attachd.launch import check_pools, flower_command, node_name, supervise, worker_argv
 
 
 @click.command()
@@ -24,6 +23,8 @@ from attachd.launch import check_pools, flower_command, node_name, supervise, wo
 @pass_ctx
 def worker(ctx: Context, pool_name: str | None, name: str, hostname: str | None) -> None:
     """Start the Celery workers of this node: one per pool, supervised."""
+    from attachd.launch import check_pools, node_name, supervise, worker_argv
+
     s = ctx.settings
     pools = s.pools()
     check_pools(pools)
@@ -45,6 +46,8 @@ def worker(ctx: Context, pool_name: str | None, name: str, hostname: str | None)
 @pass_ctx
 def flower(ctx: Context) -> None:
     """Start Flower: persistent, with basic auth from settings."""
+    from attachd.launch import flower_command
+
     argv, env = flower_command(ctx.settings)
     os.execve(argv[0], argv, env)  # noqa: S606 - argv from settings, no shell
 

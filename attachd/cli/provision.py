@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from attachd.cli.context import Context, pass_ctx
-from storage.migrate import upgrade
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -26,6 +25,8 @@ def write_secret(path: Path, text: str) -> None:
 @pass_ctx
 def migrate(ctx: Context) -> None:
     """Bring the database schema to the latest version."""
+    from storage.migrate import upgrade
+
     upgrade(ctx.settings.database_url)
     click.echo("database migrated", err=True)
 

@@ -8,13 +8,15 @@ import json
 import logging
 import re
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from attachd.cli.context import Context, pass_ctx
 from core.errors import AttachdError
-from storage.telemetry import Telemetry
-from workers.quarantine import QuarantineReview
+
+if TYPE_CHECKING:
+    from workers.quarantine import QuarantineReview
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _review(ctx: Context) -> QuarantineReview:
+    from storage.telemetry import Telemetry
+    from workers.quarantine import QuarantineReview
+
     works = ctx.works()
     telemetry = Telemetry.from_url(ctx.settings.redis_url)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import click
 
-from attachd.cli import policy
 from attachd.cli.context import Context, pass_ctx
+from attachd.cli.policy import tenant_policy, tenant_show
 
 ACTIONS = (
     "CREATE_TENANT",
@@ -111,7 +111,7 @@ def token_revoke(ctx: Context, token_id: str) -> None:
     click.echo("token revoked", err=True)
 
 
-tenant.add_command(policy.tenant_policy)
-tenant.add_command(policy.tenant_show)
+tenant.add_command(tenant_policy)
+tenant.add_command(tenant_show)
 
 COMMANDS: tuple[click.Command, ...] = (tenant, token)

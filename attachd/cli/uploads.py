@@ -7,15 +7,15 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from attachd.cli.context import Context, pass_ctx
 from core.domain import State
-from storage.broker import make_celery
-from storage.records import Upload
-from workers.webhooks import build_courier
+
+if TYPE_CHECKING:
+    from storage.records import Upload
 
 # `rescan` queues this many files per call, until a call queues fewer.
 RESCAN_BATCH = 500
@@ -76,6 +76,9 @@ def uploads_retry(ctx: Context, upload_id: str | None, state: str | None) -> Non
 def reconcile(ctx: Context) -> None:
     """Re-send stuck uploads and webhook deliveries whose message was lost, and delete orphaned
     staged objects, now."""
+    from storage.broker import make_celery
+    from workers.webhooks import build_courier
+
     works = ctx.works()
     result = works.upkeep.reconcile()
     courier = build_courier(ctx.settings, make_celery(ctx.settings), works.pipeline.records)

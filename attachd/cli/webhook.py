@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import urllib3
 
 from attachd.cli.context import Context, pass_ctx
 from core.settings import Settings
 from core.webhooks import DeliveryState, EventType, parse_events
-from storage.broker import make_celery
-from storage.webhooks import Delivery, Subscription, Webhooks, announcer
-from workers.webhooks import Refused, resolve_checked
+
+if TYPE_CHECKING:
+    from storage.webhooks import Delivery, Subscription, Webhooks
 
 
 @click.group()
@@ -28,11 +27,17 @@ def webhook() -> None:
 
 
 def _store(ctx: Context) -> Webhooks:
+    from storage.webhooks import Webhooks
+
     return Webhooks(ctx.records().engine)
 
 
 def check_url(url: str, settings: Settings) -> None:
     """http(s) with a host, and not resolving to an address the delivery guard refuses."""
+    import urllib3
+
+    from workers.webhooks import Refused, resolve_checked
+
     try:
         parts = urllib3.util.parse_url(url)
     except urllib3.exceptions.LocationParseError as exc:
@@ -174,8 +179,10 @@ def webhook_deliveries(ctx: Context, failed: bool, limit: int, as_json: bool) ->
 def webhook_redeliver(ctx: Context, delivery_id: str) -> None:
     """Send a delivery again now (failed, or delivered and lost by the receiver), with a fresh
     retry window and the same webhook-id."""
-    records = ctx.records()
-    if not Webhooks(records.engine).redeliver(delivery_id):
+    from storage.broker import make_celery
+    from storage.webhooks import announcer
+
+    if not _store(ctx).redeliver(delivery_id):
         raise click.ClickException(f"no delivery {delivery_id}")
     celery = make_celery(ctx.settings)
     try:

@@ -1,14 +1,17 @@
-"""`python -m attachd.stack run|up|down|status`: the process half of `make run/up/down`
+"""`python -m attachd.stack run|up|down|status|env-file`: the process half of `make run/up/down`
 (deploy/scripts/stack.sh starts and stops the backing services around it).
 
 `up` runs `run` detached, in a session of its own with its output in var/log/stack.log; its pid
 and its components' are kept in var/run/stack.json, which is how `down` and `status` find it.
+`env-file` writes what the stack runs with to var/attachd.env (core/installation.py), which
+every process of this checkout reads, the `attachd` command included.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -16,11 +19,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from attachd.stack import REPO, Stack, StackError, file_tail, say
+from core import installation
+from core.secrets_check import SECRET_FIELDS, URL_FIELDS
 from core.settings import Settings
+
+ENV_FILE_HEADER = """\
+Written by deploy/scripts/stack.sh (make run / make up): what this local stack runs with.
+Every process of this checkout reads it (the API, the workers, beat, Flower, `attachd`);
+a variable set in the environment wins. Rewritten at each start: edit the environment instead."""
 
 
 def var_path(settings: Settings, *parts: str) -> Path:
@@ -144,9 +155,46 @@ def down(stop_timeout: float) -> int:
     return 0
 
 
+def installation_values(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The settings `environ` gives, as the installation file records them, and the secrets it
+    gives by value, which the file leaves out: a secret is recorded by the file that holds it
+    (NAME_FILE, which stack.sh sets for the ones it keeps in var/), never copied."""
+    names = {"ATTACHD_" + f.name.upper(): f.name for f in dataclasses.fields(Settings)}
+    values, left_out = {}, []
+    for key, value in environ.items():
+        name = names.get(key.removesuffix(installation.FILE_SUFFIX))
+        if name is None:
+            continue
+        if key.endswith(installation.FILE_SUFFIX):
+            values[key] = str(Path(value).resolve())
+            continue
+        secret = name in SECRET_FIELDS or (
+            name in URL_FIELDS and urlsplit(value).password is not None
+        )
+        if not secret:
+            values[key] = value
+        elif key + installation.FILE_SUFFIX not in environ:
+            left_out.append(key)
+    if "ATTACHD_VAR_DIR" in values:
+        values["ATTACHD_VAR_DIR"] = str(Path(values["ATTACHD_VAR_DIR"]).resolve())
+    return values, sorted(left_out)
+
+
+def env_file() -> int:
+    path = installation.location(os.environ)
+    values, left_out = installation_values(os.environ)
+    header = ENV_FILE_HEADER
+    if left_out:
+        note = f"given by value, not recorded here: {', '.join(left_out)}"
+        header += f"\nSecrets {note} (give them to `attachd` too)."
+        say(f"{path}: secrets {note}")
+    installation.write(path, values, header)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attachd.stack", description=__doc__)
-    parser.add_argument("command", choices=("run", "up", "down", "status"))
+    parser.add_argument("command", choices=("run", "up", "down", "status", "env-file"))
     parser.add_argument(
         "--timeout",
         type=float,
@@ -163,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return up(args.timeout, args.stop_timeout)
     if args.command == "down":
         return down(args.stop_timeout)
+    if args.command == "env-file":
+        return env_file()
     current = read_state(var_path(Settings.from_env(os.environ), "run", "stack.json"))
     return 0 if current is not None and alive(current.get("pid")) else 1
 

@@ -41,6 +41,9 @@ ops_credentials() {
             (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$file")
         fi
         ATTACHD_OPS_PASSWORD=$(cat "$file")
+        # var/attachd.env records where the password is kept, never the password.
+        export ATTACHD_OPS_PASSWORD_FILE=$file
+        [[ -n ${ATTACHD_FLOWER_PASSWORD:-} ]] || export ATTACHD_FLOWER_PASSWORD_FILE=$file
     fi
     export ATTACHD_OPS_USER=${ATTACHD_OPS_USER:-ops}
     export ATTACHD_OPS_PASSWORD
@@ -58,6 +61,7 @@ url_secret() {
             (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$file")
         fi
         ATTACHD_URL_SECRET=$(cat "$file")
+        export ATTACHD_URL_SECRET_FILE=$file
     fi
     export ATTACHD_URL_SECRET
 }
@@ -70,6 +74,10 @@ setup() {
     attachd demo
     ops_credentials
     url_secret
+    # What this stack runs with, for every process of this checkout: `attachd` run beside it
+    # sees what its services see (core/installation.py).
+    python -m attachd.stack env-file
+    log "settings: $VAR_DIR/attachd.env (the environment overrides it)"
     log "start here: $API/   (the demo: $API/demo, the API reference: $API/api/1/docs)"
     log "dashboard: $API/ops/dashboard   metrics: $API/metrics   flower: $FLOWER"
     log "  user $ATTACHD_OPS_USER, password in $VAR_DIR/ops-password (or ATTACHD_OPS_PASSWORD)"

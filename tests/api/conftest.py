@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 from falcon import testing
@@ -17,11 +17,12 @@ from falcon import testing
 from api.app import Services, create_app
 from api.ports import Check
 from core.domain import State
-from core.errors import ObjectMissing, ProfileExists, ServiceUnavailable
+from core.errors import ProfileExists, ServiceUnavailable
 from core.policy import TenantPolicy
 from core.settings import Settings
-from storage.objects import Buckets, ObjectInfo
+from storage.objects import Buckets
 from storage.records import Attachment, Profile, Token, Upload, new_object_id
+from tests.fakes import FakeObjects
 
 API = "/api/1/profile"
 MANAGE = {"allowedActions": ["MANAGE_PROFILES"]}
@@ -209,48 +210,6 @@ class FakeRecords:
             del self.uploads[upload.id]
         self.attachments.pop(attachment_id, None)
         return gone
-
-
-class FakeObjects:
-    """Buckets as dicts of bytes; put_stream reads its reader to the end, as the real one does."""
-
-    def __init__(self, buckets: Buckets) -> None:
-        self._buckets = buckets
-        self.data: dict[tuple[str, str], bytes] = {}
-
-    @property
-    def buckets(self) -> Buckets:
-        return self._buckets
-
-    def ping(self) -> None:
-        pass
-
-    def put_stream(
-        self, bucket: str, key: str, reader: BinaryIO, content_type: str, part_size: int
-    ) -> str:
-        chunks = []
-        while chunk := reader.read(part_size):
-            chunks.append(chunk)
-        self.data[(bucket, key)] = b"".join(chunks)
-        return "etag"
-
-    def delete(self, bucket: str, key: str) -> None:
-        self.data.pop((bucket, key), None)
-
-    def stat(self, bucket: str, key: str) -> ObjectInfo:
-        if (bucket, key) not in self.data:
-            raise ObjectMissing(f"{bucket}/{key}")
-        return ObjectInfo(len(self.data[(bucket, key)]), "etag", "application/octet-stream", None)
-
-    def iter_range(
-        self, bucket: str, key: str, offset: int = 0, length: int = 0
-    ) -> Iterator[bytes]:
-        self.stat(bucket, key)
-        data = self.data[(bucket, key)]
-        yield data[offset : offset + length] if length else data[offset:]
-
-    def keys(self, bucket: str) -> set[str]:
-        return {k for b, k in self.data if b == bucket}
 
 
 @dataclass

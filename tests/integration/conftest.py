@@ -30,8 +30,6 @@ from core.settings import Settings
 from storage.migrate import upgrade
 from storage.records import RecordStore
 
-pytestmark = pytest.mark.integration
-
 
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)

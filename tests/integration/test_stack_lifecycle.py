@@ -123,6 +123,27 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def assert_the_command_beside_it_has_its_settings(env: dict[str, str], var_dir: Path) -> None:
+    """`attachd` run beside the stack, told only where the installation is, takes the stack's
+    settings from var/attachd.env: the loopback receiver the stack allows is accepted. The file
+    names where the secrets are, never holds them."""
+    recorded = (var_dir / "attachd.env").read_text()
+    assert "ATTACHD_WEBHOOK_ALLOWED_NETWORKS=" in recorded
+    assert "ATTACHD_OPS_PASSWORD_FILE=" in recorded
+    assert (var_dir / "ops-password").read_text().strip() not in recorded
+    beside = {k: v for k, v in env.items() if k in KEPT} | {"ATTACHD_VAR_DIR": str(var_dir)}
+    attachd = str(REPO / ".venv" / "bin" / "attachd")
+    done = subprocess.run(
+        [attachd, "webhook", "add", "--url", "http://127.0.0.1:9999/hook", "--json"],
+        cwd=REPO,
+        env=beside,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_ctrl_c_on_a_piped_make_run_leaves_no_process(tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
     env, ports = stack_env(var_dir)
@@ -140,6 +161,7 @@ def test_ctrl_c_on_a_piped_make_run_leaves_no_process(tmp_path: Path) -> None:
         api = f"http://127.0.0.1:{env['ATTACHD_API_PORT']}/api/1/monitoring/version"
         assert requests.get(api, timeout=5).ok
         assert mentioning(str(var_dir)), "the stack's processes should be visible"
+        assert_the_command_beside_it_has_its_settings(env, var_dir)
 
         os.write(master, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground group
         proc.wait(timeout=60)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from core.webhooks import EventType
+from storage.webhooks import Webhooks
 from tests.conftest import EICAR, REPO, png_bytes, png_with_chunk
 from tests.integration.api_support import Account, new_account, padded_png, upload
 from tests.integration.conftest import Stack
-from tests.integration.webhook_support import Receiver, cli, subscribe, verified
+from tests.integration.webhook_support import Receiver, cli, subscribe, verified, wait_settled
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,10 @@ def test_each_event_arrives_once_signed_and_only_to_its_tenant(
         expected = {"upload.attached", "upload.infected", "upload.rejected", "attachment.deleted"}
         receiver.wait_for(lambda got: {r.event["type"] for r in got} >= expected)
         wide.wait_for(lambda got: len(got) >= 3)
-        time.sleep(2)  # room for a duplicate to show up, if one were sent
+        # Until the outbox says every delivery is done: a duplicate would have arrived by then.
+        hooks = Webhooks(stack.records.engine)
+        wait_settled(hooks, sub_id, len(expected))
+        wait_settled(hooks, wide_id, 3)
 
         got = receiver.received()
         assert sorted(r.event["type"] for r in got) == sorted(expected)
@@ -153,7 +156,7 @@ def test_a_quarantine_release_sends_upload_released_then_attached(
         cli(stack.env, "quarantine", "release", held.id, "--reason", "false positive", "--by", "bo")
         assert stack.wait_for_state(held.id, TERMINAL) == "attached"
         receiver.wait_for(lambda got: {r.event["type"] for r in got} >= set(_RELEASE_EVENTS))
-        time.sleep(1)  # room for a duplicate to show up, if one were sent
+        wait_settled(Webhooks(stack.records.engine), sub_id, len(_RELEASE_EVENTS))
         got = {verified(secret, r)["type"]: r.event["data"] for r in receiver.received()}
         assert sorted(got) == sorted(_RELEASE_EVENTS) and len(receiver.received()) == 2
         released = got[EventType.RELEASED.value]

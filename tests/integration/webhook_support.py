@@ -15,6 +15,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
+from core.webhooks import DeliveryState
+from storage.webhooks import Delivery, Webhooks
 from tests.conftest import REPO, _free_port
 
 
@@ -119,3 +121,17 @@ def subscribe(env: dict[str, str], url: str, *extra: str) -> tuple[str, str]:
     """(id, secret) of a new subscription, made with `attachd webhook add --json`."""
     out = json.loads(cli(env, "webhook", "add", "--url", url, "--json", *extra))
     return out["id"], out["secret"]
+
+
+def wait_settled(store: Webhooks, sub_id: str, count: int, timeout: float = 30) -> list[Delivery]:
+    """The subscription's deliveries once there are `count` and every one is delivered. From then
+    on nothing more goes to its receiver (a delivered delivery is never attempted again), so what
+    the receiver holds is final: a duplicate would already be there, no sleep needed to see it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [d for d in store.deliveries(limit=10_000) if d.subscription_id == sub_id]
+        if len(rows) == count and all(d.state == DeliveryState.DELIVERED for d in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {count} deliveries delivered after {timeout}s: {rows}")
+        time.sleep(0.05)

@@ -11,6 +11,7 @@ import pty
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -130,15 +131,17 @@ def _run(stderr: int | IO[str], fmt: str | None) -> subprocess.CompletedProcess[
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTACHD_")}
     if fmt:
         env["ATTACHD_LOG_FORMAT"] = fmt
-    return subprocess.run(
-        [sys.executable, "-c", _PROGRAM],
-        cwd=REPO,
-        env=env,
-        stderr=stderr,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    # A var dir with no installation file: not what `make up` recorded in this checkout's var/.
+    with tempfile.TemporaryDirectory() as var:
+        return subprocess.run(
+            [sys.executable, "-c", _PROGRAM],
+            cwd=REPO,
+            env={**env, "ATTACHD_VAR_DIR": var},
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            check=True,
+        )
 
 
 def test_a_process_logs_text_to_a_terminal_and_json_to_a_pipe() -> None:

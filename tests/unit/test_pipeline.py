@@ -3,10 +3,8 @@ object store and a scripted scanner, over an embedded SQLite record store."""
 
 from __future__ import annotations
 
-import io
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,73 +12,16 @@ import pytest
 
 from core.clamd import ScanResult
 from core.domain import State
-from core.errors import ObjectMissing, ScanLimitExceeded, ServiceUnavailable
+from core.errors import ScanLimitExceeded, ServiceUnavailable
 from core.tasks import Dispatch, Lane, TaskName
 from storage.migrate import upgrade
-from storage.objects import Buckets, staging_key
+from storage.objects import staging_key
 from storage.records import RecordStore
 from tests.conftest import EICAR, png_bytes
+from tests.fakes import FakeObjects
 from workers.pipeline import Limits, Pipeline, StepResult
 from workers.rescan import Rescans
 from workers.upkeep import Upkeep
-
-
-class FakeObjects:
-    def __init__(self) -> None:
-        self.buckets = Buckets("staging", "attachments", "quarantine")
-        self.data: dict[tuple[str, str], bytes] = {}
-        self.tags: dict[tuple[str, str], dict[str, str]] = {}
-        # GETs of object contents, and the objects `holding` keeps in memory meanwhile.
-        self.reads = 0
-        self.held: set[tuple[str, str]] = set()
-
-    def _get(self, bucket: str, key: str) -> bytes:
-        if (bucket, key) not in self.data:
-            raise ObjectMissing(key)
-        if (bucket, key) not in self.held:
-            self.reads += 1
-        return self.data[(bucket, key)]
-
-    @contextmanager
-    def holding(self, bucket: str, key: str, size: int) -> Iterator[None]:
-        self._get(bucket, key)
-        self.held.add((bucket, key))
-        try:
-            yield
-        finally:
-            self.held.discard((bucket, key))
-
-    def copy(
-        self, sb: str, sk: str, db: str, dk: str, *, tags: dict[str, str] | None = None
-    ) -> None:
-        if (sb, sk) not in self.data:
-            raise ObjectMissing(sk)
-        self.data[(db, dk)] = self.data[(sb, sk)]
-        if tags:
-            self.tags[(db, dk)] = tags
-
-    def delete(self, bucket: str, key: str) -> None:
-        self.data.pop((bucket, key), None)
-
-    def exists(self, bucket: str, key: str) -> bool:
-        return (bucket, key) in self.data
-
-    def iter_range(
-        self, bucket: str, key: str, offset: int = 0, length: int = 0
-    ) -> Iterator[bytes]:
-        yield self._get(bucket, key)
-
-    def open_reader(self, bucket: str, key: str, size: int) -> io.BytesIO:
-        return io.BytesIO(self._get(bucket, key))
-
-    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, datetime | None]]:
-        old = datetime.now(UTC) - timedelta(days=1)
-        for b, k in list(self.data):
-            if b == bucket and k.startswith(prefix):
-                yield k, old
-
-    def keys(self, bucket: str) -> list[str]:
-        return sorted(k for b, k in self.data if b == bucket)
 
 
 class FakeScanner:

@@ -5,38 +5,22 @@ version deletes its renditions with it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
 from core.domain import Reason, State
 from tests import sanitize_samples as samples
 from tests.conftest import EICAR
-from tests.unit.test_pipeline import FakeObjects, World
+from tests.unit.test_pipeline import World
 from workers.sanitize import Bounds, Policy
 from workers.sanitize.publish import Options, Outcome, Publisher
 
 BOUNDS = Bounds(10_000_000, 1000, 40_000_000)
 
 
-class Objects(FakeObjects):
-    """The fakes plus what publishing needs: whole reads and puts."""
-
-    def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        return self.data[(bucket, key)][offset : offset + length]
-
-    def put_stream(
-        self, bucket: str, key: str, reader: BinaryIO, content_type: str, part_size: int
-    ) -> str:
-        self.data[(bucket, key)] = reader.read()
-        return "etag"
-
-
 class Sanitizing(World):
     def __init__(self, tmp: Path, options: Options) -> None:
         super().__init__(tmp)
-        self.objects = Objects()
-        self.pipeline.objects = self.objects  # type: ignore[assignment]
         self.counted: list[Outcome] = []
         self.pipeline.publisher = Publisher(
             self.objects,  # type: ignore[arg-type]

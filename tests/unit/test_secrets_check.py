@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -71,15 +72,17 @@ def test_secrets_are_masked() -> None:
 
 def _check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ATTACHD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "attachd.cli", "check-config"],
-        cwd=REPO,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # A var dir with no installation file: not what `make up` recorded in this checkout's var/.
+    with tempfile.TemporaryDirectory() as var:
+        return subprocess.run(
+            [sys.executable, "-m", "attachd.cli", "check-config"],
+            cwd=REPO,
+            env={**clean, "ATTACHD_VAR_DIR": var, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def test_check_config_refuses_the_defaults_without_the_flag() -> None:
