@@ -202,7 +202,10 @@ _PARAMS: dict[str, Any] = {
         "in": "query",
         "required": False,
         "description": "A rendition instead of the file: its longest side in pixels, one of "
-        "ATTACHD_IMAGE_RENDITIONS (default 128, 512); another size, or any for an SVG, is a 400",
+        "ATTACHD_IMAGE_RENDITIONS (default 128, 512); another size, or any for an SVG, is a 400. "
+        "Made at its first request and stored; in AVIF or WebP when the Accept header lists "
+        "them (ATTACHD_IMAGE_RENDITION_FORMATS), else in the picture's web format; the answer "
+        "carries Vary: Accept",
         "schema": {"type": "integer", "minimum": 1},
     },
 }

@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench.cases import large, pipeline, scan, small
+from bench.cases import large, pipeline, renditions, scan, small
 from bench.config import Sizes
 from bench.results import CaseResult
 from bench.target import Target
@@ -17,6 +17,7 @@ CASES: dict[str, Callable[[Target, Sizes, int | None], CaseResult]] = {
     "B2": lambda t, s, _w: small.run(t, s),
     "B3": lambda t, s, w: pipeline.run(t, s, w),
     "B4": lambda t, s, _w: scan.run(t, s),
+    "B5": lambda t, s, _w: renditions.run(t, s),
 }
 
 

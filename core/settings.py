@@ -163,6 +163,9 @@ class Settings:
     # the uploaded original is kept in its private bucket (0: deleted once the sanitized one is).
     image_sanitize: str = "strip"
     image_renditions: tuple[int, ...] = (128, 512)
+    # Formats a rendition is negotiated into from the client's Accept, most preferred first
+    # (api/renditions.py); empty: renditions keep the picture's own web format.
+    image_rendition_formats: tuple[str, ...] = ("avif", "webp")
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
@@ -259,6 +262,7 @@ class Settings:
             "small_file_size": _size,
             "image_sanitize": str,
             "image_renditions": _sizes,
+            "image_rendition_formats": _csv,
             "keep_originals_days": _int,
             "bucket_originals": str,
             "reconcile_after_seconds": _int,
@@ -338,6 +342,11 @@ class Settings:
             "must be strip, reencode or off",
         )
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
+        need(
+            set(self.image_rendition_formats) <= {"avif", "webp"},
+            "IMAGE_RENDITION_FORMATS",
+            "must list avif and/or webp",
+        )
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
         need(

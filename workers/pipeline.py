@@ -16,7 +16,7 @@ from core.clamd import ClamdClient, EngineVersion
 from core.domain import ACTIVE, TERMINAL, Reason, State, Transition
 from core.errors import ObjectMissing, ScanLimitExceeded
 from core.tasks import TaskName
-from storage.objects import ObjectStore, attachment_key, rendition_key
+from storage.objects import ObjectStore, attachment_key
 from storage.records import RecordStore, Upload, utcnow
 from workers import typecheck
 from workers.sanitize import Unsanitizable
@@ -217,17 +217,14 @@ class Pipeline:
         if old is not None and old.id != upload_id:
             if self.records.supersede(old.id, f"replaced by upload {upload_id}"):
                 self._moved(old, State.ATTACHED, State.SUPERSEDED)
-            for old_key in old.served_keys():
-                self.objects.delete(self.buckets.attachments, old_key)
+            if old.object_key:
+                self.objects.delete_version(self.buckets.attachments, old.object_key)
         log.info("upload %s attached: served from now on", upload_id, extra={"object_key": key})
         return State.ATTACHED
 
     def _delete_served(self, key: str) -> None:
         """A version's file and every rendition it may have (deleting a missing one is a no-op)."""
-        self.objects.delete(self.buckets.attachments, key)
-        sizes = self.publisher.options.renditions if self.publisher is not None else ()
-        for px in sizes:
-            self.objects.delete(self.buckets.attachments, rendition_key(key, px))
+        self.objects.delete_version(self.buckets.attachments, key)
 
     def _quarantine(
         self, bucket: str, key: str, upload_id: str, signature: str | None, when: datetime
@@ -313,8 +310,8 @@ class Pipeline:
         ):
             self._moved(up, State.ATTACHED, State.INFECTED, Reason.INFECTED)
             log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
-        for key in up.served_keys():  # its renditions are the same picture
-            self.objects.delete(self.buckets.attachments, key)
+        # Its renditions are the same picture.
+        self.objects.delete_version(self.buckets.attachments, up.object_key)
         return State.INFECTED
 
     def _fail_attached(

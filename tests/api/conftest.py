@@ -217,6 +217,8 @@ class FakeObjects:
     def __init__(self, buckets: Buckets) -> None:
         self._buckets = buckets
         self.data: dict[tuple[str, str], bytes] = {}
+        self.metadata: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self.puts: list[str] = []  # keys put by put_bytes (renditions), in order
 
     @property
     def buckets(self) -> Buckets:
@@ -234,13 +236,30 @@ class FakeObjects:
         self.data[(bucket, key)] = b"".join(chunks)
         return "etag"
 
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self.data[(bucket, key)] = data
+        self.metadata[(bucket, key)] = (content_type, dict(metadata))
+        self.puts.append(key)
+
     def delete(self, bucket: str, key: str) -> None:
         self.data.pop((bucket, key), None)
+
+    def delete_version(self, bucket: str, key: str) -> None:
+        for b, k in list(self.data):
+            if b == bucket and (k == key or k.startswith(f"{key}@")):
+                self.delete(b, k)
+
+    def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        self.stat(bucket, key)
+        return self.data[(bucket, key)][offset : offset + length]
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         if (bucket, key) not in self.data:
             raise ObjectMissing(f"{bucket}/{key}")
-        return ObjectInfo(len(self.data[(bucket, key)]), "etag", "application/octet-stream", None)
+        content_type, metadata = self.metadata.get((bucket, key), ("application/octet-stream", {}))
+        return ObjectInfo(len(self.data[(bucket, key)]), "etag", content_type, None, metadata)
 
     def iter_range(
         self, bucket: str, key: str, offset: int = 0, length: int = 0

@@ -60,6 +60,11 @@ class FakeObjects:
     def delete(self, bucket: str, key: str) -> None:
         self.data.pop((bucket, key), None)
 
+    def delete_version(self, bucket: str, key: str) -> None:
+        for b, k in list(self.data):
+            if b == bucket and (k == key or k.startswith(f"{key}@")):
+                del self.data[(b, k)]
+
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.data
 

@@ -1,6 +1,7 @@
 """Pictures made safe to publish, between verify and attach: metadata removed (location,
 camera, serials, thumbnails, text), orientation applied to the pixels, optionally decoded and
-encoded again whole, and scaled renditions.
+encoded again whole. Renditions are not made here: the API makes each at its first request
+(api/renditions.py, core/pictures/renditions.py).
 
 `strip` changes only what it must: a file whose structure holds no metadata and whose
 orientation is upright is served byte for byte (a Crafter client comparing md5s sees no
@@ -14,15 +15,15 @@ the upload as it came. SVG is served as verified.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from PIL import Image
 
+from core.pictures.pixels import Bounds, decode, encode, orientation, pillow_errors
+from core.pictures.pixels import tiff_has_metadata as _tiff_has_metadata
+from core.pictures.refusal import Unsanitizable
 from workers.sanitize import segments
-from workers.sanitize.pixels import Bounds, decode, encode, orientation, pillow_errors, scaled
-from workers.sanitize.pixels import tiff_has_metadata as _tiff_has_metadata
-from workers.sanitize.refusal import Unsanitizable
 
 __all__ = ["FORMATS", "Bounds", "Policy", "Sanitized", "Unsanitizable", "sanitize"]
 
@@ -59,15 +60,10 @@ class Step(StrEnum):
 class Sanitized:
     data: bytes | None  # None: the upload is served as it is
     steps: tuple[Step, ...] = ()
-    # Longest side → the rendition's bytes; None for a size the picture is no larger than,
-    # whose rendition is the served file itself.
-    renditions: dict[int, bytes | None] = field(default_factory=dict)
 
 
-def sanitize(
-    data: bytes, content_type: str, policy: Policy, sizes: tuple[int, ...], bounds: Bounds
-) -> Sanitized:
-    """The bytes to serve and their renditions, or Unsanitizable. Not a raster type: as is."""
+def sanitize(data: bytes, content_type: str, policy: Policy, bounds: Bounds) -> Sanitized:
+    """The bytes to serve, or Unsanitizable. Not a raster type: as is."""
     fmt = FORMATS.get(content_type)
     if fmt is None:
         return Sanitized(None)
@@ -87,6 +83,4 @@ def sanitize(
             except (ValueError, IndexError) as exc:
                 raise Unsanitizable(f"cannot take the {fmt} apart: {exc}") from None
             steps = (Step.STRIP,) if served is not None else ()
-    source = served if served is not None else data
-    renditions = {size: scaled(source, fmt, size, bounds) for size in sizes}
-    return Sanitized(served, steps, renditions)
+    return Sanitized(served, steps)

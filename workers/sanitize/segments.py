@@ -2,7 +2,7 @@
 chunks, GIF extensions. The pixels' bytes are copied as they are, so a file with nothing to
 remove comes back as None (served byte for byte) and one with something to remove loses only
 that. Orientation is not handled here: a picture whose orientation lives in a tag goes through
-the decoder (workers/sanitize/pixels.py).
+the decoder (core/pictures/pixels.py).
 
 Each walker trusts that the verify step has already walked the same structure (a truncated or
 malformed file never gets here); a surprise is still a ValueError, never a silent pass-through.
