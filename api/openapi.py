@@ -96,6 +96,11 @@ _SCHEMAS: dict[str, Any] = {
             "declaredType": {"type": "string", "description": "From the name's extension"},
             "sniffedType": _nullable("string", description="libmagic on the first KiB"),
             "detectedType": _nullable("string", description="The verifier's finding"),
+            "servedType": {
+                "type": "string",
+                "description": "Of the bytes served: the declared type, or image/jpeg for a "
+                "HEIC/HEIF served as JPEG (ATTACHD_HEIF_SERVE)",
+            },
             "md5": {"type": "string", "description": "Of the bytes received"},
             "fileSizeBytes": {"type": "integer", "description": "Of the bytes received"},
             "servedMd5": {

@@ -55,9 +55,17 @@ class Selected:
 
 
 def file_of(upload: Upload) -> Selected:
+    """The version's file; when it is served in another format than received (a HEIC as
+    JPEG), with that format's type and extension."""
     assert upload.object_key is not None
     served = upload.served
-    return Selected(upload.object_key, served.sha256, served.size, None)
+    if upload.served_type is None:
+        return Selected(upload.object_key, served.sha256, served.size, None)
+    fmt = PILLOW_FORMAT.get(upload.served_type)
+    extension = EXTENSION.get(fmt) if fmt else None
+    return Selected(
+        upload.object_key, served.sha256, served.size, None, upload.served_type, extension
+    )
 
 
 def negotiate(accept: str | None, source: str, offered: tuple[str, ...]) -> str:
@@ -137,7 +145,7 @@ class Renditions:
         if px is None:
             return file_of(upload)
         assert upload.object_key is not None
-        source = PILLOW_FORMAT.get(upload.served_type, "PNG")
+        source = PILLOW_FORMAT.get(upload.served_as, "PNG")
         fmt = negotiate(accept, source, self.formats)
         legacy = upload.rendition(px)
         if legacy is not None and fmt == WEB_FORMAT.get(source):

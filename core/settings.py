@@ -145,6 +145,11 @@ class Settings:
         "image/png",
         "image/tiff",
         "image/svg+xml",
+        # Beyond Crafter's list (docs/DECISIONS.md, issue 21): what phones and browsers save.
+        "image/webp",
+        "image/avif",
+        "image/heic",
+        "image/heif",
     )
     # Bytes sent to MinIO per multipart part; also the most the API holds in memory per upload.
     upload_part_size: int = 8 * 1024 * 1024
@@ -166,6 +171,9 @@ class Settings:
     # Formats a rendition is negotiated into from the client's Accept, most preferred first
     # (api/renditions.py); empty: renditions keep the picture's own web format.
     image_rendition_formats: tuple[str, ...] = ("avif", "webp")
+    # A HEIC/HEIF upload is served as `jpeg` (every browser shows it) or as the `original`
+    # container (for native apps), stripped either way.
+    heif_serve: str = "jpeg"
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
@@ -263,6 +271,7 @@ class Settings:
             "image_sanitize": str,
             "image_renditions": _sizes,
             "image_rendition_formats": _csv,
+            "heif_serve": str,
             "keep_originals_days": _int,
             "bucket_originals": str,
             "reconcile_after_seconds": _int,
@@ -347,6 +356,7 @@ class Settings:
             "IMAGE_RENDITION_FORMATS",
             "must list avif and/or webp",
         )
+        need(self.heif_serve in {"jpeg", "original"}, "HEIF_SERVE", "must be jpeg or original")
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
         need(

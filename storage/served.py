@@ -32,6 +32,7 @@ class Served:
     sha256: str
     size: int
     declared_type: str
+    served_type: str | None
     object_key: str | None
     served_md5: str | None
     served_sha256: str | None
@@ -46,9 +47,10 @@ class Served:
         return ServedBytes(self.served_md5, self.served_sha256, self.served_size)
 
     @property
-    def served_type(self) -> str:
-        """The media type of the bytes served."""
-        return self.declared_type
+    def served_as(self) -> str:
+        """The media type of the bytes served: the declared one, unless the sanitize step served
+        the picture in another format (a HEIC as JPEG)."""
+        return self.served_type or self.declared_type
 
     def rendition(self, px: int) -> ServedObject | None:
         """The `px` rendition made at attach (versions attached before renditions were made on

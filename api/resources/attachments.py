@@ -148,6 +148,8 @@ def status_json(
         "declaredType": upload.declared_type,
         "sniffedType": upload.sniffed_type,
         "detectedType": upload.detected_type,
+        # The type of the bytes served (a HEIC is served as image/jpeg by default).
+        "servedType": upload.served_as,
         # What was received (the upload's answer reported it), and what is served once the
         # sanitize step has run; `sanitizedBy`: the steps that changed it (empty: none; null:
         # not sanitized: an SVG, the step off, or not there yet).
@@ -306,7 +308,7 @@ def _validators(resp: falcon.Response, upload: Upload, etag: falcon.ETag, cache:
 def _describe(resp: falcon.Response, upload: Upload, chosen: renditions.Selected) -> None:
     """Headers of the served bytes (200 and 206): the type and name of what is sent, which for
     a rendition (or a converted picture) is not the type received."""
-    resp.content_type = chosen.content_type or upload.served_type
+    resp.content_type = chosen.content_type or upload.served_as
     resp.accept_ranges = "bytes"
     resp.set_header("Content-Security-Policy", _CSP)
     kind = "attachment" if upload.declared_type in _DOWNLOAD_ONLY else "inline"

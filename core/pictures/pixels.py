@@ -45,7 +45,11 @@ TIFF_PRIVATE_TAGS = frozenset(
 _JPEG_RENDITION_QUALITY = 85
 # Encoder qualities of the web formats renditions are negotiated into: about what a JPEG at 85
 # looks like (libwebp's and libavif's scales differ).
-_WEB_QUALITY = {"WEBP": 80, "AVIF": 60}
+_WEB_QUALITY = {"WEBP": 80, "AVIF": 60, "HEIF": 60}
+# A served file encoded again (its metadata could not be cut out, its orientation applied, a
+# HEIC converted): close to the source's look, as the JPEG path's own tables are.
+_SERVED_QUALITY = {"WEBP": 90, "AVIF": 80, "HEIF": 90}
+_JPEG_SERVED_QUALITY = 90
 _AVIF_SPEED = 8
 
 
@@ -69,7 +73,7 @@ class Bounds:
 class Frames:
     """The decoded picture, oriented, as the encoder will be given it."""
 
-    fmt: str  # PNG, JPEG, GIF, BMP or TIFF
+    fmt: str  # PNG, JPEG, GIF, BMP, TIFF, WEBP, AVIF or HEIF
     images: list[Image.Image]
     durations: list[int]
     loop: int | None
@@ -77,6 +81,7 @@ class Frames:
     quantization: dict[int, list[int]] | None
     subsampling: int
     compression: str | None
+    lossless: bool = False  # a WebP encoded losslessly (VP8L) stays so
 
 
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError)
@@ -122,11 +127,13 @@ def _check(size: tuple[int, int], frames: int, bounds: Bounds) -> None:
 
 
 def decode(img: Image.Image, bounds: Bounds) -> Frames:
-    """Every frame of an opened image, oriented; a JPEG (or MPO) keeps its first image only."""
+    """Every frame of an opened image, oriented; a JPEG (or MPO) keeps its first image only, a
+    HEIF its primary image (the one pillow-heif opens on; the others are a collection's)."""
     fmt = "JPEG" if img.format == "MPO" else str(img.format)
-    frames = 1 if fmt == "JPEG" else int(getattr(img, "n_frames", 1))
+    frames = 1 if fmt in ("JPEG", "HEIF") else int(getattr(img, "n_frames", 1))
     _check(img.size, frames, bounds)
-    turn = orientation(img)
+    # libheif has applied a HEIF's irot/imir already: its EXIF orientation is not applied again.
+    turn = 1 if fmt == "HEIF" else orientation(img)
     icc = img.info.get("icc_profile") or None
     loop = img.info.get("loop")
     quantization = getattr(img, "quantization", None) if fmt == "JPEG" else None
@@ -182,14 +189,16 @@ def encode(frames: Frames, *, rendition: bool = False) -> bytes:
             options["qtables"] = frames.quantization
             options["subsampling"] = frames.subsampling
         else:
-            options["quality"] = _JPEG_RENDITION_QUALITY
+            options["quality"] = _JPEG_RENDITION_QUALITY if rendition else _JPEG_SERVED_QUALITY
         if first.mode not in ("RGB", "L", "CMYK"):
             first = first.convert("RGB")
     elif frames.fmt == "TIFF" and frames.compression and frames.compression != "raw":
         options["compression"] = frames.compression
-    elif frames.fmt in ("WEBP", "AVIF"):
-        options["quality"] = _WEB_QUALITY[frames.fmt]
-        if frames.fmt == "AVIF":
+    elif frames.fmt in ("WEBP", "AVIF", "HEIF"):
+        options["quality"] = (_WEB_QUALITY if rendition else _SERVED_QUALITY)[frames.fmt]
+        if frames.lossless:
+            options["lossless"] = True
+        if frames.fmt == "AVIF" and rendition:
             # libavif's speed 8 instead of Pillow's 6: a 512 px rendition encodes in about a
             # fifth of the time for about a quarter more bytes (measured: docs/DECISIONS.md),
             # and its first request waits for that encode.
@@ -201,14 +210,14 @@ def encode(frames: Frames, *, rendition: bool = False) -> bytes:
         first = first.convert("RGB")
     if frames.fmt == "BMP":
         options.pop("icc_profile", None)  # Pillow's BMP writer has no colour profile
-    if rest and frames.fmt in ("GIF", "PNG", "TIFF", "WEBP"):
+    if rest and frames.fmt in ("GIF", "PNG", "TIFF", "WEBP", "AVIF"):
         options["save_all"] = True
         options["append_images"] = rest
-        if frames.fmt in ("GIF", "PNG", "WEBP"):
+        if frames.fmt in ("GIF", "PNG", "WEBP", "AVIF"):
             options["duration"] = frames.durations
             if frames.loop is not None:
                 options["loop"] = frames.loop
-    if "transparency" in first.info and frames.fmt not in ("WEBP", "AVIF"):
+    if "transparency" in first.info and frames.fmt not in ("WEBP", "AVIF", "HEIF"):
         options["transparency"] = first.info["transparency"]
     with pillow_errors(f"cannot encode the {frames.fmt}"):
         first.save(out, frames.fmt, **options)

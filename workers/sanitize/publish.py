@@ -22,7 +22,7 @@ from core.settings import Settings
 from storage.objects import ObjectStore
 from storage.records import Upload
 from storage.telemetry import Telemetry
-from workers.sanitize import FORMATS, Bounds, Policy, Sanitized, sanitize
+from workers.sanitize import FORMATS, Bounds, HeifServe, Policy, Sanitized, sanitize
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Options:
     bounds: Bounds
     keep_originals_days: int = 0
     originals_bucket: str = ""
+    heif: HeifServe = HeifServe.JPEG
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,14 @@ class Publisher:
         assert up.staging_key is not None
         buckets = self.objects.buckets
         data = self.objects.read_range(buckets.staging, up.staging_key, 0, up.size)
-        result = sanitize(data, _type(up), self.options.policy, self.options.bounds)
+        options = self.options
+        result = sanitize(data, _type(up), options.policy, options.bounds, options.heif)
         served = result.data
         if served is None:
             self.objects.copy(buckets.staging, up.staging_key, buckets.attachments, key)
             md5, sha256, size = up.md5, up.sha256, up.size
         else:
-            self._put(key, served, up.declared_type)
+            self._put(key, served, result.served_type or up.declared_type)
             md5, sha256, size = _digests(served)
             self._keep_original(up, key)
         values: dict[str, Any] = {
@@ -83,6 +85,8 @@ class Publisher:
             "served_sha256": sha256,
             "served_size": size,
             "sanitize_steps": _steps(result, self.options.policy),
+            # What the bytes served are when not what was received (a HEIC served as JPEG).
+            "served_type": result.served_type,
         }
         return Outcome(values, FORMATS[_type(up)], served is not None, max(up.size - size, 0))
 
@@ -115,7 +119,7 @@ def _digests(data: bytes) -> tuple[str, str, int]:
 
 
 def _steps(result: Sanitized, policy: Policy) -> str | None:
-    if policy == Policy.OFF:
+    if policy == Policy.OFF and not result.steps:
         return None
     return ",".join(result.steps)
 
@@ -146,5 +150,6 @@ def from_settings(settings: Settings, objects: ObjectStore, telemetry: Telemetry
         bounds,
         settings.keep_originals_days,
         settings.bucket_originals,
+        HeifServe(settings.heif_serve),
     )
     return Publisher(objects, options, SanitizeCounter(telemetry))
