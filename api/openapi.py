@@ -308,6 +308,10 @@ def _paths() -> dict[str, Any]:
                                     "attachment": {
                                         "type": "string",
                                         "contentMediaType": "application/octet-stream",
+                                        "description": "The file; its name's extension gives "
+                                        "its type, one of ATTACHD_ALLOWED_TYPES (by default "
+                                        "BMP, GIF, JPEG, PNG, TIFF, SVG, WebP, AVIF, HEIC and "
+                                        "HEIF; a HEIC/HEIF is served as JPEG)",
                                     },
                                 },
                                 "required": ["attachment"],
