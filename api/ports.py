@@ -95,7 +95,7 @@ class Objects(Protocol):
 
     # Renditions made on demand (api/renditions.py): read the served file, put the rendition,
     # delete a version with every rendition beside it.
-    def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes: ...
+    def open_reader(self, bucket: str, key: str, size: int) -> BinaryIO: ...
 
     def put_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str]

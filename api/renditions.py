@@ -186,9 +186,11 @@ class Renditions:
         assert upload.object_key is not None
         objects = self.objects
         bucket = objects.buckets.attachments
-        data = objects.read_range(bucket, upload.object_key, 0, upload.served.size)
+        # Read as Pillow asks: one GET for a small file, ranged GETs for a large one, never the
+        # whole of a large file held beside its decoded pixels.
+        source = objects.open_reader(bucket, upload.object_key, upload.served.size)
         try:
-            made, fmt = render(data, px, fmt, self.bounds)
+            made, fmt = render(source, px, fmt, self.bounds)
         except Unsanitizable as exc:
             # It was decoded within the same limits when it was verified: a bug, not the
             # client's doing.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -56,19 +57,22 @@ EXTENSION: dict[str, str] = {
 NEGOTIABLE = ("AVIF", "WEBP")
 
 
-def render(data: bytes, longest: int, target: str | None, bounds: Bounds) -> tuple[bytes, str]:
-    """The picture in `data` with its longest side at most `longest` pixels (never scaled up),
-    encoded as `target` (a Pillow format name; None: the source's web format). Returns the
+def render(
+    source: bytes | BinaryIO, longest: int, target: str | None, bounds: Bounds
+) -> tuple[bytes, str]:
+    """The picture in `source` (its bytes, or a seekable file: Pillow reads what it needs)
+    with its longest side at most `longest` pixels (never scaled up), encoded as `target` (a
+    Pillow format name; None: the source's web format). Returns the
     bytes and their format. An animation stays one where the target can hold one (GIF, WebP);
     an AVIF target takes the first frame. Raises Unsanitizable when it cannot be decoded within
     `bounds`."""
     with (
         pillow_errors(f"cannot make the {longest}px rendition"),
-        Image.open(io.BytesIO(data)) as img,
+        Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img,
     ):
-        source = "JPEG" if img.format == "MPO" else str(img.format)
-        fmt = target or WEB_FORMAT.get(source, "PNG")
-        if source == "JPEG":
+        found = "JPEG" if img.format == "MPO" else str(img.format)
+        fmt = target or WEB_FORMAT.get(found, "PNG")
+        if found == "JPEG":
             # Decode at the smallest DCT scale that still covers the target: 1/2 to 1/8 of the
             # work and memory of a full decode.
             img.draft(img.mode, (longest, longest))

@@ -251,9 +251,9 @@ class FakeObjects:
             if b == bucket and (k == key or k.startswith(f"{key}@")):
                 self.delete(b, k)
 
-    def read_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+    def open_reader(self, bucket: str, key: str, size: int) -> BinaryIO:
         self.stat(bucket, key)
-        return self.data[(bucket, key)][offset : offset + length]
+        return io.BytesIO(self.data[(bucket, key)][:size])
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         if (bucket, key) not in self.data:
