@@ -39,7 +39,8 @@ _NO_RENDITIONS = frozenset({"image/svg+xml"})
 # into AVIF (Pillow writes AVIF stills here), only WebP.
 _ANIMATED = frozenset({"GIF", "WEBP"})
 # How long the maker holds its lease, and how long another request waits for its object: well
-# above a rendition of the largest picture the verifier lets through (about 1 s for 40 MP).
+# above the slowest rendition measured (bench B5, B6: a 6 MP HEIC decodes in about 0.4 s, so a
+# 40 MP one in a few seconds).
 LEASE_SECONDS = 30.0
 
 
