@@ -6,30 +6,32 @@ integration tests with the real ones, tests/api with fakes of the ports in api/p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
 from redis import Redis
 from redis.exceptions import RedisError
 
-from api import errors
+from api import errors, renditions
 from api.auth import Authorizer, CachedAccounts
 from api.context import RequestContext
 from api.form import form_handler
 from api.intake import UploadReceiver
 from api.overview import OpsSources
 from api.policy import TenantLimits
-from api.ports import Check, Counter, Objects, Records, SendScan
+from api.ports import Check, Counter, Leases, Objects, Records, SendScan
 from api.resources import attachments, demo, docs, front, links, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
 from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
+from core.pictures.pixels import Bounds
 from core.settings import Settings
 from core.tasks import Dispatch, Lane, TaskName
 from storage.broker import make_celery, publish
 from storage.fairshare import FairShare
 from storage.handoffs import Dispatcher, PendingDispatches
+from storage.locks import LocalLeases, RedisLeases
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.webhooks import announcer
@@ -47,6 +49,8 @@ class Services:
     refusals: Counter
     # The dashboard and metrics routes read these; without them (tests/api) they are not mounted.
     ops: OpsSources | None = None
+    # Who makes a rendition at its first request: Redis leases across the API processes.
+    leases: Leases = field(default_factory=LocalLeases)
 
 
 def build_services(settings: Settings) -> Services:
@@ -98,6 +102,7 @@ def build_services(settings: Settings) -> Services:
         checks=checks,
         refusals=ops.telemetry,
         ops=ops,
+        leases=RedisLeases(redis),
     )
 
 
@@ -173,6 +178,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
 
     records, objects = services.records, services.objects
+    made = renditions.Renditions(
+        records,
+        objects,
+        services.leases,
+        sizes=settings.image_renditions,
+        formats=settings.image_rendition_formats,
+        bounds=Bounds.of(settings.max_image_pixels),
+        counter=services.refusals,
+    )
     base = BASE + "/profile"
     app.add_route(
         f"{base}/{{profile_id}}/uploadAttachment",
@@ -184,7 +198,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}",
-        attachments.FileResource(records, objects, authorizer, settings.image_renditions),
+        attachments.FileResource(records, objects, authorizer, made),
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}/details",
@@ -192,9 +206,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_route(
         f"{base}/{{profile_id}}/attachment/{{name}}/status",
-        attachments.StatusResource(records, objects, authorizer),
+        attachments.StatusResource(records, objects, authorizer, made),
     )
-    links.add_routes(app, base, settings, records, objects, authorizer)
+    links.add_routes(app, base, settings, records, objects, authorizer, made)
     app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer, settings))
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))
     app.add_route(f"{BASE}/monitoring/status", monitoring.StatusResource(services.checks))

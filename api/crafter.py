@@ -33,7 +33,8 @@ def attachment_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
     return {
         # The bytes served (sanitized, once attached); at upload time, the bytes received.
         "md5": upload.served.md5,
-        "contentType": upload.declared_type,
+        # Of those bytes too: a HEIC served as JPEG says image/jpeg once attached.
+        "contentType": upload.served_as,
         "fileSize": format_file_size(upload.served.size),
         "fileName": attachment.file_name,
         "fileSizeBytes": upload.served.size,

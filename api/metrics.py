@@ -39,6 +39,7 @@ _HELP = {
     "quarantine_actions": "Quarantined files released or purged by an operator",
     "images_sanitized": "Pictures attached by the sanitize step, changed or left byte for byte",
     "image_bytes_removed": "Bytes the sanitize step removed from pictures (metadata, thumbnails)",
+    "renditions_made": "Renditions made at their first request, by format (then served stored)",
 }
 
 # Label values always exported, at zero until they happen, so rate() and alerts see them.

@@ -96,6 +96,11 @@ _SCHEMAS: dict[str, Any] = {
             "declaredType": {"type": "string", "description": "From the name's extension"},
             "sniffedType": _nullable("string", description="libmagic on the first 4 KiB"),
             "detectedType": _nullable("string", description="The verifier's finding"),
+            "servedType": {
+                "type": "string",
+                "description": "Of the bytes served: the declared type, or image/jpeg for a "
+                "HEIC/HEIF served as JPEG (ATTACHD_HEIF_SERVE)",
+            },
             "md5": {"type": "string", "description": "Of the bytes received"},
             "fileSizeBytes": {"type": "integer", "description": "Of the bytes received"},
             "servedMd5": {
@@ -202,7 +207,10 @@ _PARAMS: dict[str, Any] = {
         "in": "query",
         "required": False,
         "description": "A rendition instead of the file: its longest side in pixels, one of "
-        "ATTACHD_IMAGE_RENDITIONS (default 128, 512); another size, or any for an SVG, is a 400",
+        "ATTACHD_IMAGE_RENDITIONS (default 128, 512); another size, or any for an SVG, is a 400. "
+        "Made at its first request and stored; in AVIF or WebP when the Accept header lists "
+        "them (ATTACHD_IMAGE_RENDITION_FORMATS), else in the picture's web format; the answer "
+        "carries Vary: Accept",
         "schema": {"type": "integer", "minimum": 1},
     },
 }
@@ -300,6 +308,10 @@ def _paths() -> dict[str, Any]:
                                     "attachment": {
                                         "type": "string",
                                         "contentMediaType": "application/octet-stream",
+                                        "description": "The file; its name's extension gives "
+                                        "its type, one of ATTACHD_ALLOWED_TYPES (by default "
+                                        "BMP, GIF, JPEG, PNG, TIFF, SVG, WebP, AVIF, HEIC and "
+                                        "HEIF; a HEIC/HEIF is served as JPEG)",
                                     },
                                 },
                                 "required": ["attachment"],

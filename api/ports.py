@@ -93,6 +93,25 @@ class Objects(Protocol):
         self, bucket: str, key: str, offset: int = 0, length: int = 0
     ) -> Iterator[bytes]: ...
 
+    # Renditions made on demand (api/renditions.py): read the served file, put the rendition,
+    # delete a version with every rendition beside it.
+    def open_reader(self, bucket: str, key: str, size: int) -> BinaryIO: ...
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> None: ...
+
+    def delete_version(self, bucket: str, key: str) -> None: ...
+
+
+class Leases(Protocol):
+    """Short leases shared by the API processes (storage.locks.RedisLeases; LocalLeases within
+    one process): a token if the lease was free, None while another holds it."""
+
+    def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
+
+    def release(self, name: str, token: str) -> None: ...
+
 
 class SendScan(Protocol):
     """Sends an upload that was just recorded to the pipeline's first step, in its tenant's fair

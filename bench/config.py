@@ -24,7 +24,7 @@ class Sizes:
     # B3 again, with files arriving at this share of the burst's throughput.
     paced_count: int = 300
     paced_share: float = 0.5
-    # B5: one tenant's burst, and a person in another tenant uploading one a second meanwhile.
+    # B7: one tenant's burst, and a person in another tenant uploading one a second meanwhile.
     fair_burst: int = 2000
     fair_person: int = 20
     progress: bool = True

@@ -55,19 +55,19 @@ class Run:
             settings={
                 "API": f"gunicorn gthread, {s.api_workers} workers {TIMES} {s.api_threads} threads",
                 "upload parts": f"{human(s.upload_part_size)}, {PARALLEL_PARTS} in flight",
-                "pipeline workers (B2, B3, B5)": (
+                "pipeline workers (B2, B3, B7)": (
                     f"celery prefork, {worker_concurrency} processes"
                     if worker_concurrency
                     else "what make up runs: the default fleet (attachd worker: "
                     + ", ".join(s.worker_pools)
                     + "), beat, and Flower (task events on)"
                 ),
-                "fair share (B5)": f"first lane up to {s.fair_interactive} uploads in flight "
+                "fair share (B7)": f"first lane up to {s.fair_interactive} uploads in flight "
                 f"per tenant, second up to {s.fair_busy}",
                 "image sanitize, renditions": f"{s.image_sanitize}, "
                 + (", ".join(f"{px} px" for px in s.image_renditions) or "none"),
                 "record store": s.database_url.split(":", 1)[0].split("+")[0],
-                "client": f"python -m bench, {sizes.concurrency} threads for B2, B3, B5's burst",
+                "client": f"python -m bench, {sizes.concurrency} threads for B2, B3, B7's burst",
             },
             cases=cases,
         )

@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench.cases import fairness, large, pipeline, scan, small
+from bench.cases import fairness, formats, large, pipeline, renditions, scan, small
 from bench.config import Sizes
 from bench.results import CaseResult
 from bench.target import Target
@@ -17,7 +17,9 @@ CASES: dict[str, Callable[[Target, Sizes, int | None], CaseResult]] = {
     "B2": lambda t, s, _w: small.run(t, s),
     "B3": lambda t, s, w: pipeline.run(t, s, w),
     "B4": lambda t, s, _w: scan.run(t, s),
-    "B5": lambda t, s, _w: fairness.run(t, s),
+    "B5": lambda t, s, _w: renditions.run(t, s),
+    "B6": lambda _t, s, _w: formats.run(s),
+    "B7": lambda t, s, _w: fairness.run(t, s),
 }
 
 

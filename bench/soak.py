@@ -246,7 +246,10 @@ def leftovers(target: Target, settings: Settings) -> dict[str, int]:
     return {
         "staged objects without an upload": len(staged - want_staged),
         "uploads whose staged object is missing": len(want_staged - staged),
-        "attached objects not served": len(attached - want_attached),
+        "attached objects not served": len(
+            # Renditions made on demand sit beside their version's file: <key>@<px>.<ext>.
+            {k for k in attached - want_attached if k.split("@", 1)[0] not in want_attached}
+        ),
         "attached uploads without their object": len(want_attached - attached),
         "quarantined objects without a record": len(quarantined - want_quarantined),
         "infected uploads without quarantined evidence": len(want_quarantined - quarantined),

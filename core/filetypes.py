@@ -30,6 +30,7 @@ _BY_EXTENSION: dict[str, str] = {
     "webp": "image/webp",
     "ico": "image/vnd.microsoft.icon",
     "heic": "image/heic",
+    "heif": "image/heif",
     "avif": "image/avif",
     "pdf": "application/pdf",
     "txt": "text/plain",
@@ -52,6 +53,9 @@ _BY_EXTENSION: dict[str, str] = {
     "mp4": "video/mp4",
 }
 
+# Extension → type, for pages that list what is accepted (the demo's file picker).
+EXTENSIONS = _BY_EXTENSION
+
 # Non-standard spellings that browsers and libmagic use for the allowed types.
 _ALIASES: dict[str, str] = {
     "image/jpg": "image/jpeg",
@@ -69,6 +73,12 @@ _SNIFF_AGREES: dict[str, frozenset[str]] = {
     "image/bmp": frozenset({"image/bmp", "image/x-ms-bmp"}),
     "image/tiff": frozenset({"image/tiff"}),
     "image/svg+xml": frozenset({"image/svg+xml"}),
+    "image/webp": frozenset({"image/webp"}),
+    "image/avif": frozenset({"image/avif"}),
+    # libmagic names a HEIF file by its major brand: image/heic for `heic`/`heix`, image/heif
+    # for `mif1` (what many phones and libheif write). Both are the same container and codec.
+    "image/heic": frozenset({"image/heic", "image/heif"}),
+    "image/heif": frozenset({"image/heif", "image/heic"}),
 }
 
 # libmagic only says image/svg+xml when <svg appears early; an SVG behind a long

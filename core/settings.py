@@ -159,6 +159,11 @@ class Settings:
         "image/png",
         "image/tiff",
         "image/svg+xml",
+        # Beyond Crafter's list (docs/DECISIONS.md, issue 21): what phones and browsers save.
+        "image/webp",
+        "image/avif",
+        "image/heic",
+        "image/heif",
     )
     # Bytes sent to MinIO per multipart part; also the most the API holds in memory per upload.
     upload_part_size: int = field(default=8 * 1024 * 1024, metadata=_SIZE)
@@ -177,6 +182,12 @@ class Settings:
     # the uploaded original is kept in its private bucket (0: deleted once the sanitized one is).
     image_sanitize: str = "strip"
     image_renditions: tuple[int, ...] = field(default=(128, 512), metadata={PARSE: _sizes})
+    # Formats a rendition is negotiated into from the client's Accept, most preferred first
+    # (api/renditions.py); empty: renditions keep the picture's own web format.
+    image_rendition_formats: tuple[str, ...] = ("avif", "webp")
+    # A HEIC/HEIF upload is served as `jpeg` (every browser shows it) or as the `original`
+    # container (for native apps), stripped either way.
+    heif_serve: str = "jpeg"
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
     # Seconds an API process keeps the upload route's token and profile reads: a revoked token
@@ -310,6 +321,12 @@ class Settings:
             "FAIR_BUSY",
             "must be at least FAIR_INTERACTIVE",
         )
+        need(
+            set(self.image_rendition_formats) <= {"avif", "webp"},
+            "IMAGE_RENDITION_FORMATS",
+            "must list avif and/or webp",
+        )
+        need(self.heif_serve in {"jpeg", "original"}, "HEIF_SERVE", "must be jpeg or original")
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
         need(

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
 
@@ -36,6 +36,8 @@ class ObjectInfo:
     etag: str
     content_type: str
     last_modified: datetime | None
+    # The object's user metadata (x-amz-meta-*), names in lower case without the prefix.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ def attachment_key(tenant: str, profile_id: str, attachment_id: str, upload_id: 
     return f"{tenant}/{profile_id}/{attachment_id}/{upload_id}"
 
 
-def rendition_key(object_key: str, px: int) -> str:
+def rendition_key(object_key: str, px: int, ext: str | None = None) -> str:
     """Beside the served file, never under it: a listing of one version's key as a prefix
-    finds the file and its renditions alike."""
-    return f"{object_key}@{px}"
+    finds the file and its renditions alike. `ext`: the format of a rendition made on demand
+    (`…@128.webp`); versions attached before those have theirs at `…@128`."""
+    return f"{object_key}@{px}.{ext}" if ext else f"{object_key}@{px}"
 
 
 def _translate(exc: Exception) -> Exception:
@@ -326,16 +329,38 @@ class ObjectStore:
         with _sdk():
             self.client.remove_object(bucket, key)
 
+    def delete_version(self, bucket: str, key: str) -> None:
+        """A served version's file and every rendition beside it (rendition_key), whichever
+        sizes and formats were made: they are found by listing, not from a record."""
+        self.delete(bucket, key)
+        for found, _ in list(self.list_keys(bucket, f"{key}@")):
+            self.delete(bucket, found)
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        """One small object in one PUT, with user metadata (a rendition and its digest)."""
+        with _sdk():
+            self.client.put_object(
+                bucket, key, io.BytesIO(data), len(data), content_type, metadata=dict(metadata)
+            )
+
     # --- reads --------------------------------------------------------------------------------
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         with _sdk():
             st = self.client.stat_object(bucket, key)
+        prefix = "x-amz-meta-"
         return ObjectInfo(
             size=st.size or 0,
             etag=str(st.etag),
             content_type=str(st.content_type),
             last_modified=st.last_modified,
+            metadata={
+                k.lower().removeprefix(prefix): str(v)
+                for k, v in (st.metadata or {}).items()
+                if k.lower().startswith(prefix)
+            },
         )
 
     def exists(self, bucket: str, key: str) -> bool:

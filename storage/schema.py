@@ -128,6 +128,8 @@ uploads = Table(
     Column("served_size", BigInteger, nullable=True),
     Column("sanitize_steps", String(64), nullable=True),
     Column("renditions", JSON, nullable=True),
+    # The served bytes' type when not the received one: a HEIC served as JPEG (migration 0010).
+    Column("served_type", String(255), nullable=True),
     Index("ix_uploads_state_updated", "state", "updated_at"),
     Index("ix_uploads_attachment", "attachment_id"),
     Index("ix_uploads_state_sigver", "state", "signature_version"),

@@ -70,6 +70,9 @@ class Upload(Served):
     served_size: int | None = None
     sanitize_steps: str | None = None
     renditions: list[dict[str, Any]] | None = None
+    # The type of the bytes served when it is not the one received (migration 0010): a HEIC
+    # served as JPEG. None: the declared type.
+    served_type: str | None = None
 
 
 @dataclass(frozen=True)

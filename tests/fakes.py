@@ -19,6 +19,9 @@ class FakeObjects:
         self._buckets = buckets or Buckets("staging", "attachments", "quarantine")
         self.data: dict[tuple[str, str], bytes] = {}
         self.tags: dict[tuple[str, str], dict[str, str]] = {}
+        # What put_bytes was given beside the bytes (renditions): content type and metadata.
+        self.metadata: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self.puts: list[str] = []  # keys put by put_bytes, in order
         # GETs of object contents, and the objects `holding` keeps in memory meanwhile.
         self.reads = 0
         self.held: set[tuple[str, str]] = set()
@@ -65,8 +68,21 @@ class FakeObjects:
         if tags:
             self.tags[(db, dk)] = tags
 
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self.data[(bucket, key)] = data
+        self.metadata[(bucket, key)] = (content_type, dict(metadata))
+        self.puts.append(key)
+
     def delete(self, bucket: str, key: str) -> None:
         self.data.pop((bucket, key), None)
+
+    def delete_version(self, bucket: str, key: str) -> None:
+        """The version's file and everything stored under `<key>@` (its renditions)."""
+        for b, k in list(self.data):
+            if b == bucket and (k == key or k.startswith(f"{key}@")):
+                del self.data[(b, k)]
 
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.data
@@ -74,7 +90,8 @@ class FakeObjects:
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         if (bucket, key) not in self.data:
             raise ObjectMissing(f"{bucket}/{key}")
-        return ObjectInfo(len(self.data[(bucket, key)]), "etag", "application/octet-stream", None)
+        content_type, metadata = self.metadata.get((bucket, key), ("application/octet-stream", {}))
+        return ObjectInfo(len(self.data[(bucket, key)]), "etag", content_type, None, metadata)
 
     def iter_range(
         self, bucket: str, key: str, offset: int = 0, length: int = 0

@@ -49,6 +49,28 @@ def phone_jpeg(orientation: int = 6, width: int = 240, height: int = 120) -> byt
     return buf.getvalue()
 
 
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="40,26.7667N" '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Model="Phone 12 Pro"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+def phone_picture(fmt: str, orientation: int = 6, width: int = 240, height: int = 120) -> bytes:
+    """As a phone writes a WEBP, AVIF or HEIF (pillow-heif): the same EXIF as phone_jpeg (GPS,
+    camera, serial, orientation), an XMP packet repeating the position and model, and an ICC
+    profile. Pillow's AVIF writer and pillow-heif turn the EXIF orientation into the container's
+    own irot/imir transform, as phones do."""
+    exif = Image.open(io.BytesIO(phone_jpeg(orientation, width, height))).getexif()
+    buf = io.BytesIO()
+    landscape(width, height).save(
+        buf, fmt, exif=exif.tobytes(), xmp=XMP, icc_profile=icc_profile(), quality=90
+    )
+    return buf.getvalue()
+
+
 def texted_png(text: str = "Jane Doe, 12 Main Street") -> bytes:
     from PIL import PngImagePlugin
 

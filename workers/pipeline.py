@@ -20,7 +20,7 @@ from core.clamd import ClamdClient, EngineVersion
 from core.domain import ACTIVE, TERMINAL, Reason, State, Transition
 from core.errors import ObjectMissing, ScanLimitExceeded
 from core.tasks import TaskName
-from storage.objects import ObjectStore, attachment_key, rendition_key
+from storage.objects import ObjectStore, attachment_key
 from storage.records import RecordStore, Upload, utcnow
 from workers import typecheck
 from workers.sanitize import Unsanitizable
@@ -235,17 +235,14 @@ class Pipeline:
         if old is not None and old.id != upload_id:
             if self.records.supersede(old.id, f"replaced by upload {upload_id}"):
                 self.report(old, State.ATTACHED, State.SUPERSEDED)
-            for old_key in old.served_keys():
-                self.objects.delete(self.buckets.attachments, old_key)
+            if old.object_key:
+                self.objects.delete_version(self.buckets.attachments, old.object_key)
         log.info("upload %s attached: served from now on", upload_id, extra={"object_key": key})
         return StepResult(State.ATTACHED)
 
     def delete_served(self, key: str) -> None:
         """A version's file and every rendition it may have (deleting a missing one is a no-op)."""
-        self.objects.delete(self.buckets.attachments, key)
-        sizes = self.publisher.options.renditions if self.publisher is not None else ()
-        for px in sizes:
-            self.objects.delete(self.buckets.attachments, rendition_key(key, px))
+        self.objects.delete_version(self.buckets.attachments, key)
 
     def quarantine(
         self, bucket: str, key: str, upload_id: str, signature: str | None, when: datetime

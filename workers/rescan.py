@@ -85,8 +85,8 @@ class Rescans:
         ):
             self.pipeline.report(up, State.ATTACHED, State.INFECTED, Reason.INFECTED)
             log.warning("upload %s infected on rescan: %s", upload_id, result.signature)
-        for key in up.served_keys():  # its renditions are the same picture
-            self.pipeline.objects.delete(self.pipeline.buckets.attachments, key)
+        # Its renditions are the same picture.
+        self.pipeline.objects.delete_version(self.pipeline.buckets.attachments, up.object_key)
         return StepResult(State.INFECTED)
 
     def _fail_attached(

@@ -146,7 +146,9 @@ def _steps(joined: str) -> list[str]:
     return [step for step in joined.split(",") if step]
 
 
-def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
+def status_json(
+    attachment: Attachment, upload: Upload, sizes: tuple[int, ...] = ()
+) -> dict[str, Any]:
     return {
         "id": attachment.id,
         "fileName": attachment.file_name,
@@ -157,6 +159,8 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
         "declaredType": upload.declared_type,
         "sniffedType": upload.sniffed_type,
         "detectedType": upload.detected_type,
+        # The type of the bytes served (a HEIC is served as image/jpeg by default).
+        "servedType": upload.served_as,
         # What was received (the upload's answer reported it), and what is served once the
         # sanitize step has run; `sanitizedBy`: the steps that changed it (empty: none; null:
         # not sanitized: an SVG, the step off, or not there yet).
@@ -165,7 +169,8 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
         "servedMd5": upload.served.md5,
         "servedFileSizeBytes": upload.served.size,
         "sanitizedBy": None if upload.sanitize_steps is None else _steps(upload.sanitize_steps),
-        "renditions": list(upload.rendition_sizes),
+        # The sizes `?size=` serves for this version (each made at its first request).
+        "renditions": list(sizes),
         "served": attachment.current_upload_id == upload.id,
         "servedUploadId": attachment.current_upload_id,
         "createdAt": _iso(upload.created_at),
@@ -181,6 +186,16 @@ def status_json(attachment: Attachment, upload: Upload) -> dict[str, Any]:
 
 
 class StatusResource(_Base):
+    def __init__(
+        self,
+        records: Records,
+        objects: Objects,
+        authorizer: Authorizer,
+        renditions: renditions.Renditions | None = None,
+    ) -> None:
+        super().__init__(records, objects, authorizer)
+        self.renditions = renditions
+
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
     ) -> None:
@@ -188,7 +203,8 @@ class StatusResource(_Base):
         upload = self.records.latest_upload(attachment.id)
         if upload is None:
             raise NotFound(f"Attachment '{name}' has no upload")
-        resp.media = status_json(attachment, upload)
+        offered = self.renditions.offered(upload) if self.renditions else ()
+        resp.media = status_json(attachment, upload, offered)
 
 
 class FileResource(_Base):
@@ -197,10 +213,10 @@ class FileResource(_Base):
         records: Records,
         objects: Objects,
         authorizer: Authorizer,
-        renditions: tuple[int, ...] = (),
+        renditions: renditions.Renditions,
     ) -> None:
         super().__init__(records, objects, authorizer)
-        self.renditions = renditions  # the configured sizes `?size=` may ask for
+        self.renditions = renditions
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
@@ -213,7 +229,8 @@ class FileResource(_Base):
             # Crafter's own answer for a file it does not have: an empty 200.
             resp.content_length = 0
             return
-        chosen = renditions.select(upload, req.get_param(renditions.SIZE_PARAM), self.renditions)
+        size = req.get_param(renditions.SIZE_PARAM)
+        chosen = self.renditions.select(upload, size, req.get_header("Accept"))
         serve_file(req, resp, self.objects, upload, chosen=chosen)
 
     on_head = on_get
@@ -229,13 +246,16 @@ class FileResource(_Base):
         for upload in self.records.delete_attachment(attachment.id):
             for bucket, key in (
                 (buckets.staging, upload.staging_key),
-                # The file and its renditions.
-                *((buckets.attachments, k) for k in upload.served_keys()),
+                (buckets.attachments, upload.object_key),
                 (buckets.quarantine, upload.quarantine_key),
             ):
                 if key:
                     try:
-                        self.objects.delete(bucket, key)
+                        if bucket == buckets.attachments:
+                            # The file and every rendition made of it.
+                            self.objects.delete_version(bucket, key)
+                        else:
+                            self.objects.delete(bucket, key)
                     except AttachdError:
                         log.warning("could not delete %s/%s of a deleted attachment", bucket, key)
         resp.status = falcon.HTTP_204
@@ -257,10 +277,13 @@ def serve_file(
     """Answer GET or HEAD with an attached version's bytes: ETag and Last-Modified, conditional
     requests (304), one byte range (206, 416), streamed from MinIO. The download route and
     signed links (api/resources/links.py) both serve through here. `chosen`: the file or one of
-    its renditions (api/renditions.select); the file by default."""
-    chosen = chosen or renditions.select(upload, None, ())
+    its renditions (api/renditions.Renditions.select); the file by default."""
+    chosen = chosen or renditions.file_of(upload)
     etag = falcon.ETag(chosen.sha256)
     _validators(resp, upload, etag, cache_control)
+    if chosen.negotiated:
+        # The format followed the client's Accept: a cache keeps one copy per Accept.
+        resp.vary = ("Accept",)
     if _not_modified(req, etag, upload.finished_at):
         resp.status = falcon.HTTP_304
         return
@@ -277,7 +300,7 @@ def serve_file(
         # Pull the first chunk before any header is set, so a MinIO failure is a clean 503,
         # not a truncated 200.
         body = _chain(next(chunks, b""), chunks)
-    _describe(resp, upload)
+    _describe(resp, upload, chosen)
     if byte_range:
         resp.status = falcon.HTTP_206
         resp.content_range = (offset, offset + length - 1, size)
@@ -293,13 +316,17 @@ def _validators(resp: falcon.Response, upload: Upload, etag: falcon.ETag, cache:
     resp.set_header("Cache-Control", cache)
 
 
-def _describe(resp: falcon.Response, upload: Upload) -> None:
-    """Headers of the served bytes (200 and 206)."""
-    resp.content_type = upload.declared_type
+def _describe(resp: falcon.Response, upload: Upload, chosen: renditions.Selected) -> None:
+    """Headers of the served bytes (200 and 206): the type and name of what is sent, which for
+    a rendition (or a converted picture) is not the type received."""
+    resp.content_type = chosen.content_type or upload.served_as
     resp.accept_ranges = "bytes"
     resp.set_header("Content-Security-Policy", _CSP)
     kind = "attachment" if upload.declared_type in _DOWNLOAD_ONLY else "inline"
-    resp.set_header("Content-Disposition", content_disposition(kind, upload.original_name))
+    name = upload.original_name
+    if chosen.extension:
+        name = f"{name.rsplit('.', 1)[0] if '.' in name else name}.{chosen.extension}"
+    resp.set_header("Content-Disposition", content_disposition(kind, name))
 
 
 def content_disposition(kind: str, name: str) -> str:

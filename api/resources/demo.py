@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import falcon
 
 from api import pages
+from core import filetypes
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -111,8 +112,16 @@ class PageResource:
             tenant=self.account.tenant,
             max_size=self.settings.max_upload_size,
             types=", ".join(self.settings.allowed_types),
+            accept=accept_attribute(self.settings.allowed_types),
         )
         pages.html(resp, body, csp)
+
+
+def accept_attribute(types: tuple[str, ...]) -> str:
+    """The file picker's `accept`: the allowed types, and their extensions too, since pickers
+    on systems that do not know image/heic by name hide .heic files otherwise."""
+    extensions = sorted({f".{ext}" for ext, kind in filetypes.EXTENSIONS.items() if kind in types})
+    return ",".join([*types, *extensions])
 
 
 class UploadRelay:

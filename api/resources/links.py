@@ -45,7 +45,7 @@ class LinkResource(_Base):
         *,
         max_seconds: int,
         url_prefix: str,
-        renditions: tuple[int, ...] = (),
+        renditions: renditions.Renditions,
     ) -> None:
         super().__init__(records, objects, authorizer)
         self.signer = signer
@@ -59,8 +59,9 @@ class LinkResource(_Base):
         seconds = _positive_int(req, "expiresIn") or DEFAULT_SECONDS
         size = _positive_int(req, SIZE)
         _attachment, upload = self.served(req, profile_id, name)
-        # A size the download would refuse (400) or this version lacks (404) gets no link.
-        renditions.select(upload, str(size) if size else None, self.renditions)
+        # A size the download would refuse (400) gets no link. The format is not signed: the
+        # link's holder negotiates it, as the download route's client does.
+        self.renditions.check(upload, str(size) if size else None)
         expires = self.signer.now() + min(seconds, self.max_seconds)
         query = self.signer.query(Link(upload.id, expires, size))
         # With a URL prefix the link carries it: it then works behind the proxy that routes the
@@ -80,7 +81,7 @@ class SignedFileResource:
         records: Records,
         objects: Objects,
         signer: Signer,
-        renditions: tuple[int, ...] = (),
+        renditions: renditions.Renditions,
     ) -> None:
         self.records = records
         self.objects = objects
@@ -93,7 +94,8 @@ class SignedFileResource:
         )
         upload = self._served(upload_id)
         # The rendition the link was signed for, chosen as the download route chooses.
-        chosen = renditions.select(upload, str(link.size) if link.size else None, self.renditions)
+        size = str(link.size) if link.size else None
+        chosen = self.renditions.select(upload, size, req.get_header("Accept"))
         # A cache may keep it no longer than the link is valid.
         remaining = max(link.expires - self.signer.now(), 0)
         cache = f"private, max-age={remaining}"
@@ -123,6 +125,7 @@ def add_routes(
     records: Records,
     objects: Objects,
     authorizer: Authorizer,
+    made: renditions.Renditions,
 ) -> None:
     signer = Signer(settings.url_secret)
     app.add_route(
@@ -134,10 +137,10 @@ def add_routes(
             signer,
             max_seconds=settings.signed_url_max_seconds,
             url_prefix=settings.url_prefix,
-            renditions=settings.image_renditions,
+            renditions=made,
         ),
     )
     app.add_route(
         f"{SIGNED_PATH}/{{upload_id}}",
-        SignedFileResource(records, objects, signer, settings.image_renditions),
+        SignedFileResource(records, objects, signer, made),
     )

@@ -4,6 +4,7 @@ download route serves, refused when altered, expired, deleted or replaced."""
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from falcon import testing
+from PIL import Image
 
 from api.app import Services, create_app
 from api.signing import Link, Signer
@@ -211,4 +213,8 @@ def test_a_link_may_name_a_rendition_signed_with_it(world: World) -> None:
     # The size is signed: the same link for the file itself is refused.
     assert fetch(world.client, url.replace("size=128&", "")).status_code == 403
     assert ask(world, "/attachment/pic/url", size="100").status_code == 400  # not configured
-    assert ask(world, "/attachment/pic/url", size="512").status_code == 404  # none made
+    # A configured size not made yet is made at the link's first use.
+    later = link_for(world, "pic", size="512")["url"]
+    made = fetch(world.client, later)
+    assert made.status_code == 200 and made.headers["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(made.content)).size == (40, 40)  # never scaled up

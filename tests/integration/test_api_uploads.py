@@ -142,7 +142,7 @@ def test_the_same_name_keeps_its_id_whatever_the_extension(stack: Stack, account
         ("setup.exe", ELF),
         ("page.html", HTML),
         ("no-extension", png_bytes()),
-        ("image.webp", png_bytes()),  # a known image type, but not on the allowed list
+        ("image.ico", png_bytes()),  # a known image type, but not on the allowed list
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -20,7 +20,7 @@ from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-FIGURES_PER_CASE = {"B1": 3, "B2": 3, "B3": 7, "B4": 1, "B5": 5}
+FIGURES_PER_CASE = {"B1": 3, "B2": 3, "B3": 7, "B4": 1, "B5": 7, "B6": 8, "B7": 5}
 # The processes every accounted side is found to have (the test stack's worker belongs to its
 # fixture, so the worker pools are accounted only by `make bench`).
 ACCOUNTED = {"API (gunicorn)", "MinIO", "clamd", "Redis", "bench client"}

@@ -11,6 +11,7 @@ they are here too, cheaply, because this table is the inventory docs/RELIABILITY
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import uuid
 import zlib
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from PIL import Image
 
 from core.domain import Reason
 from storage.objects import ObjectStore
@@ -49,11 +51,29 @@ from tests.integration.api_support import (
 )
 from tests.integration.conftest import Stack
 from tests.samples import chunk, png_claiming, solid, zip_archive
+from tests.sanitize_samples import phone_picture
 
 LIMIT = 64 * 1024  # the tight server's upload limit
 SECONDS = 5  # no hostile input holds the server longer than this before its answer
 
 # --- content, built at run time ------------------------------------------------------------------
+
+
+def big_webp() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (9000, 5000), (250, 250, 250)).save(buf, "WEBP", lossless=True)
+    return buf.getvalue()
+
+
+def huge_ispe(fmt: str) -> bytes:
+    """A real AVIF or HEIC whose every ispe property claims 60000 x 60000 pixels."""
+    out = bytearray(phone_picture(fmt))
+    at = out.find(b"ispe")
+    while at > 0:
+        out[at + 8 : at + 16] = struct.pack(">II", 60000, 60000)
+        at = out.find(b"ispe", at + 4)
+    return bytes(out)
+
 
 PNG = png_bytes()
 SVG_NS = 'xmlns="http://www.w3.org/2000/svg"'
@@ -379,6 +399,29 @@ CASES: list[Hostile] = [
             file("b2.png", png_zero_bomb), 200, "rejected", code=Reason.TOO_LARGE),
     Hostile("bomb-gif-screen", "a GIF claiming a 65535 x 65535 screen",
             file("b3.gif", gif_with_huge_screen), 200, "rejected", code=Reason.TOO_LARGE),
+    # The formats of issue 21, from real encoders (Pillow's libwebp and libavif, pillow-heif).
+    Hostile("png-as-webp", "a PNG named .webp", file("p.webp", png_bytes()), 415),
+    Hostile("heic-as-png", "a HEIC named .png", file("h.png", lambda: phone_picture("HEIF")), 415),
+    Hostile("avif-as-heic", "an AVIF named .heic",
+            file("a.heic", lambda: phone_picture("AVIF")), 415),
+    Hostile("bomb-webp", "a 45-megapixel lossless WebP of a few KiB",
+            file("b4.webp", big_webp), 200, "rejected", code=Reason.TOO_LARGE),
+    Hostile("bomb-avif-ispe", "an AVIF whose ispe claims 60000 x 60000",
+            file("b5.avif", lambda: huge_ispe("AVIF")), 200, "rejected", code=Reason.TOO_LARGE),
+    Hostile("bomb-heic-ispe", "a HEIC whose ispe claims 60000 x 60000",
+            file("b6.heic", lambda: huge_ispe("HEIF")), 200, "rejected", code=Reason.TOO_LARGE),
+    Hostile("truncated-webp", "a WebP cut short",
+            file("t1.webp", lambda: phone_picture("WEBP")[:600]), 200, "rejected",
+            code=Reason.CORRUPT),
+    Hostile("truncated-avif", "an AVIF cut short",
+            file("t2.avif", lambda: phone_picture("AVIF")[:900]), 200, "rejected",
+            code=Reason.CORRUPT),
+    Hostile("truncated-heic", "a HEIC cut short",
+            file("t3.heic", lambda: phone_picture("HEIF")[:1200]), 200, "rejected",
+            code=Reason.CORRUPT),
+    Hostile("heic-zip", "a HEIC with a ZIP archive appended",
+            file("z.heic", lambda: phone_picture("HEIF") + zip_archive()), 200, "rejected",
+            code=Reason.POLYGLOT),
     Hostile("eicar-in-png", "EICAR inside a PNG text chunk",
             file("v1.png", png_with_chunk(EICAR)), 200, "infected", code=Reason.INFECTED),
     Hostile("eicar-in-svg", "EICAR inside an SVG comment",

@@ -1,12 +1,15 @@
 """Pictures safe to publish, on the real stack (gunicorn, Celery worker, MinIO, the store): the
-served file is the sanitized one, details report its md5, renditions are served with ?size=N,
-replaced with a re-upload and deleted with the attachment, leaving nothing behind."""
+served file is the sanitized one, details report its md5, renditions are served with ?size=N
+(made at their first request, in the format Accept negotiates, once across the API's
+processes), replaced with a re-upload and deleted with the attachment, leaving nothing behind."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -109,49 +112,122 @@ def test_renditions_at_each_configured_size_and_400_otherwise(stack: Stack) -> N
         get(stack.base_url, account, "/attachment/big", params={"size": "64"}), 400
     )
     assert "128, 512" in message
-    # Never scaled up: a picture no larger than a size is that rendition (recorded, not copied).
+    # Never scaled up: a picture no larger than a size keeps its size.
     upload_attached(stack, account, "tiny.png", samples.plain("PNG", (100, 50)))
-    tiny = get(stack.base_url, account, "/attachment/tiny")
-    same = get(stack.base_url, account, "/attachment/tiny", params={"size": "512"})
-    assert same.content == tiny.content and same.headers["ETag"] == tiny.headers["ETag"]
-    assert _image(
-        get(stack.base_url, account, "/attachment/tiny", params={"size": "128"}).content
-    ).size == (100, 50)
+    for px in ("128", "512"):
+        same = get(stack.base_url, account, "/attachment/tiny", params={"size": px})
+        assert _image(same.content).size == (100, 50) and _image(same.content).format == "PNG"
     upload_attached(stack, account, "drawing.svg", SVG)
     assert "no renditions" in assert_error(
         get(stack.base_url, account, "/attachment/drawing", params={"size": "128"}), 400
     )
 
 
+def _key_of(stack: Stack, account: Account, name: str) -> str:
+    attachment = stack.records.find_attachment(account.profile_id, name)
+    assert attachment is not None
+    up = stack.records.latest_upload(attachment.id)
+    assert up is not None and up.object_key
+    return up.object_key
+
+
 def test_reupload_replaces_renditions_and_delete_removes_them(stack: Stack) -> None:
     account = new_account(stack.records)
     objects = ObjectStore.from_settings(stack.settings)
     bucket = stack.settings.bucket_attachments
+    prefix = f"{account.tenant}/{account.profile_id}/"
     upload_attached(stack, account, "avatar.png", samples.plain("PNG", (800, 800)))
-    first = stack.records.latest_upload(
-        stack.records.find_attachment(account.profile_id, "avatar").id  # type: ignore[union-attr]
-    )
-    assert first is not None and first.object_key
-    old_keys = first.served_keys()
-    assert old_keys == [first.object_key, *(rendition_key(first.object_key, n) for n in (128, 512))]
-    assert all(objects.exists(bucket, k) for k in old_keys)
+    first = _key_of(stack, account, "avatar")
+    # The attach step made none: only the file is stored until a size is asked for.
+    assert [k for k, _ in objects.list_keys(bucket, prefix)] == [first]
+    for accept in (BROWSER, "image/webp", "image/png"):
+        resp = get(
+            stack.base_url,
+            account,
+            "/attachment/avatar",
+            params={"size": "128"},
+            headers={"Accept": accept},
+        )
+        assert resp.status_code == 200
+    old_keys = [first, *(rendition_key(first, 128, ext) for ext in ("avif", "webp", "png"))]
+    assert sorted(k for k, _ in objects.list_keys(bucket, prefix)) == sorted(old_keys)
     upload_attached(stack, account, "avatar.png", samples.plain("PNG", (600, 300)))
     assert not any(objects.exists(bucket, k) for k in old_keys)
     small = get(stack.base_url, account, "/attachment/avatar", params={"size": "128"})
     assert _image(small.content).size == (128, 64)
-    prefix = f"{account.tenant}/{account.profile_id}/"
-    assert len(list(objects.list_keys(bucket, prefix))) == 3  # the file and two renditions
+    assert len(list(objects.list_keys(bucket, prefix))) == 2  # the file and one rendition
     deleted = requests.delete(
         stack.base_url + account.path("/attachment/avatar"),
         params={"accessTokenId": account.token},
         timeout=30,
     )
     assert deleted.status_code == 204
-    # As the soak checks: no object in any bucket that no record wants (here: none at all).
-    ids = {first.id}
     for name in (stack.settings.bucket_staging, stack.settings.bucket_quarantine):
-        assert not [k for k, _ in objects.list_keys(name) if any(i in k for i in ids)]
+        assert not [k for k, _ in objects.list_keys(name) if account.profile_id in k]
     assert list(objects.list_keys(bucket, prefix)) == []
+
+
+# What Chromium sends for <img>.
+BROWSER = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+def test_a_jpeg_rendition_is_negotiated_on_accept(stack: Stack) -> None:
+    account = new_account(stack.records)
+    upload_attached(stack, account, "photo.jpg", samples.plain("JPEG", (1200, 800)))
+    seen = {}
+    for accept in (BROWSER, "image/webp,*/*", "image/jpeg"):
+        resp = get(
+            stack.base_url,
+            account,
+            "/attachment/photo",
+            params={"size": "128"},
+            headers={"Accept": accept},
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["Vary"] == "Accept"
+        img = _image(resp.content)
+        assert img.size == (128, 85)
+        seen[accept] = (img.format, resp.headers["Content-Type"])
+    assert seen == {
+        BROWSER: ("AVIF", "image/avif"),
+        "image/webp,*/*": ("WEBP", "image/webp"),
+        "image/jpeg": ("JPEG", "image/jpeg"),
+    }
+    # A signed link to the rendition negotiates the same way.
+    link = get(stack.base_url, account, "/attachment/photo/url", params={"size": "128"}).json()
+    signed = requests.get(
+        stack.base_url + link["url"], headers={"Accept": "image/webp"}, timeout=30
+    )
+    assert signed.status_code == 200 and _image(signed.content).format == "WEBP"
+    assert signed.headers["Vary"] == "Accept"
+
+
+def test_concurrent_first_requests_across_api_processes_make_it_once(stack: Stack) -> None:
+    account = new_account(stack.records)
+    upload_attached(stack, account, "crowd.jpg", samples.plain("JPEG", (2400, 1600)))
+    telemetry = Telemetry.from_url(stack.settings.redis_url)
+
+    def made() -> float:
+        return telemetry.counters().get("renditions_made", {}).get(("WEBP",), 0)
+
+    before = made()
+    start = threading.Barrier(12)
+
+    def first(_: int) -> tuple[int, str]:
+        start.wait()
+        resp = get(
+            stack.base_url,
+            account,
+            "/attachment/crowd",
+            params={"size": "512"},
+            headers={"Accept": "image/webp"},
+        )
+        return resp.status_code, hashlib.sha256(resp.content).hexdigest()
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = set(pool.map(first, range(12)))
+    assert len(answers) == 1 and next(iter(answers))[0] == 200
+    assert made() == before + 1
 
 
 # --- other policies and limits: the pipeline in this process, on the same services -------------
@@ -233,7 +309,7 @@ def test_a_picture_that_cannot_be_sanitized_within_the_limits_is_rejected(stack:
     pipeline = _pipeline(stack)
     # Verify passes it (the session's pixel limit); the sanitizer is held to fewer pixels.
     assert pipeline.publisher is not None
-    tight = publish.Options(Policy.STRIP, (128,), Bounds(1000, 10, 4000))
+    tight = publish.Options(Policy.STRIP, Bounds(1000, 10, 4000))
     pipeline.publisher = publish.Publisher(pipeline.objects, tight)
     upload_id = _through(pipeline, account, "huge.jpg", samples.phone_jpeg(), "image/jpeg")
     up = stack.records.get_upload(upload_id)

@@ -83,6 +83,7 @@ def test_base_name(name: str, expected: str) -> None:
 def test_type_table_is_not_the_system_mimetypes() -> None:
     # Every allowed type must come out of the explicit table, whatever the machine.
     names = ["a.bmp", "a.gif", "a.jpg", "a.png", "a.tif", "a.svg"]
+    names += ["a.webp", "a.avif", "a.heic", "a.heif"]
     assert sorted(type_for_name(n) for n in names) == sorted(Settings().allowed_types)
 
 

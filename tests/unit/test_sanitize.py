@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from core.pictures.renditions import WEB_FORMAT, render
 from tests import sanitize_samples as samples
 from workers.sanitize import Bounds, Policy, Step, Unsanitizable, sanitize
 
@@ -25,7 +26,7 @@ def test_strip_removes_location_camera_and_comment_keeps_icc_and_turns_the_pixel
     data = samples.phone_jpeg(orientation=6)
     before = open_(data)
     assert before.getexif().get_ifd(samples.GPS_IFD)  # the sample really carries a position
-    result = sanitize(data, "image/jpeg", Policy.STRIP, (), BOUNDS)
+    result = sanitize(data, "image/jpeg", Policy.STRIP, BOUNDS)
     assert result.data is not None
     assert result.steps == (Step.STRIP, Step.ORIENT)
     after = open_(result.data)
@@ -49,7 +50,7 @@ def test_strip_removes_location_camera_and_comment_keeps_icc_and_turns_the_pixel
 
 def test_upright_jpeg_is_stripped_losslessly() -> None:
     data = samples.phone_jpeg(orientation=1)
-    result = sanitize(data, "image/jpeg", Policy.STRIP, (), BOUNDS)
+    result = sanitize(data, "image/jpeg", Policy.STRIP, BOUNDS)
     assert result.data is not None and result.steps == (Step.STRIP,)
     assert b"Acme" not in result.data
     # The scan data is untouched: the same pixels, decoded.
@@ -59,7 +60,7 @@ def test_upright_jpeg_is_stripped_losslessly() -> None:
 
 def test_png_text_chunks_are_removed() -> None:
     data = samples.texted_png()
-    result = sanitize(data, "image/png", Policy.STRIP, (), BOUNDS)
+    result = sanitize(data, "image/png", Policy.STRIP, BOUNDS)
     assert result.data is not None
     assert b"Main Street" not in result.data
     assert b"tEXt" not in result.data and b"iTXt" not in result.data
@@ -71,13 +72,13 @@ def test_png_text_chunks_are_removed() -> None:
     [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("BMP", "image/bmp")],
 )
 def test_nothing_to_remove_is_left_byte_for_byte(fmt: str, content_type: str) -> None:
-    result = sanitize(samples.plain(fmt), content_type, Policy.STRIP, (), BOUNDS)
+    result = sanitize(samples.plain(fmt), content_type, Policy.STRIP, BOUNDS)
     assert result.data is None and result.steps == ()
 
 
 def test_gif_comment_removed_frames_kept() -> None:
     data = samples.animated_gif()
-    result = sanitize(data, "image/gif", Policy.STRIP, (), BOUNDS)
+    result = sanitize(data, "image/gif", Policy.STRIP, BOUNDS)
     assert result.data is not None and b"made by jane" not in result.data
     img = open_(result.data)
     assert img.n_frames == 3
@@ -85,7 +86,7 @@ def test_gif_comment_removed_frames_kept() -> None:
 
 def test_tiff_tags_are_removed() -> None:
     data = samples.tagged_tiff()
-    result = sanitize(data, "image/tiff", Policy.STRIP, (), BOUNDS)
+    result = sanitize(data, "image/tiff", Policy.STRIP, BOUNDS)
     assert result.data is not None and b"Jane Doe" not in result.data
     img = open_(result.data)
     assert 272 not in img.tag_v2 and 315 not in img.tag_v2
@@ -102,7 +103,7 @@ def test_reencode_changes_the_bytes_and_keeps_the_look(
     # Written otherwise than the re-encoder writes (another zlib level, another quality).
     options: dict[str, Any] = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 60}}.get(fmt, {})
     data = samples.plain(fmt, **options)
-    result = sanitize(data, content_type, Policy.REENCODE, (), BOUNDS)
+    result = sanitize(data, content_type, Policy.REENCODE, BOUNDS)
     assert result.data is not None and result.steps == (Step.REENCODE,)
     if fmt != "BMP":  # an uncompressed BMP has one way to be written: the same bytes again
         assert result.data != data
@@ -111,7 +112,7 @@ def test_reencode_changes_the_bytes_and_keeps_the_look(
 
 def test_reencode_keeps_frames_and_timing() -> None:
     data = samples.animated_gif(comment=None)
-    result = sanitize(data, "image/gif", Policy.REENCODE, (), BOUNDS)
+    result = sanitize(data, "image/gif", Policy.REENCODE, BOUNDS)
     assert result.data is not None
     img = open_(result.data)
     assert img.n_frames == 3
@@ -124,46 +125,43 @@ def test_reencode_keeps_frames_and_timing() -> None:
 
 
 def test_off_serves_as_uploaded() -> None:
-    result = sanitize(samples.phone_jpeg(), "image/jpeg", Policy.OFF, (), BOUNDS)
+    result = sanitize(samples.phone_jpeg(), "image/jpeg", Policy.OFF, BOUNDS)
     assert result.data is None and result.steps == ()
 
 
 def test_renditions_scale_the_longest_side_never_up() -> None:
     data = samples.plain("PNG", (800, 400))
-    result = sanitize(data, "image/png", Policy.STRIP, (128, 512, 1024), BOUNDS)
-    small, mid, big = (result.renditions[n] for n in (128, 512, 1024))
-    assert small is not None and mid is not None
-    assert open_(small).size == (128, 64) and open_(small).format == "PNG"
+    (small, fmt), (mid, _), (big, _) = (render(data, n, None, BOUNDS) for n in (128, 512, 1024))
+    assert fmt == "PNG" and open_(small).size == (128, 64) and open_(small).format == "PNG"
     assert open_(mid).size == (512, 256)
-    assert big is None  # 800 px is no larger than 1024: the served file is that rendition
+    assert open_(big).size == (800, 400)  # never scaled up
 
 
 def test_jpeg_renditions_are_oriented_and_metadata_free() -> None:
-    result = sanitize(
-        samples.phone_jpeg(width=1200, height=600), "image/jpeg", Policy.STRIP, (128,), BOUNDS
-    )
-    small = result.renditions[128]
-    assert small is not None
-    img = open_(small)
-    assert img.size == (64, 128) and img.format == "JPEG"
-    assert not img.getexif() and b"Acme" not in small
-    assert img.info.get("icc_profile") == samples.icc_profile()
+    # ATTACHD_IMAGE_SANITIZE=off serves the phone's file as it came: its renditions still
+    # stand upright and carry nothing but the colour profile.
+    for target in ("JPEG", "WEBP", "AVIF"):
+        small, fmt = render(samples.phone_jpeg(width=1200, height=600), 128, target, BOUNDS)
+        img = open_(small)
+        assert img.size == (64, 128) and img.format == fmt == target
+        assert not img.getexif() and b"Acme" not in small
+        assert img.info.get("icc_profile") == samples.icc_profile()
 
 
 def test_over_the_pixel_limit_cannot_be_sanitized() -> None:
     tight = Bounds(pixels=1000, frames=10, total_pixels=4000)
     with pytest.raises(Unsanitizable, match="over the limit"):
-        sanitize(samples.phone_jpeg(), "image/jpeg", Policy.STRIP, (), tight)
+        sanitize(samples.phone_jpeg(), "image/jpeg", Policy.STRIP, tight)
 
 
 def test_a_broken_structure_cannot_be_sanitized() -> None:
     data = samples.texted_png()
     with pytest.raises(Unsanitizable):
-        sanitize(data[:-30] + b"\0" * 4, "image/png", Policy.STRIP, (), BOUNDS)
+        sanitize(data[:-30] + b"\0" * 4, "image/png", Policy.STRIP, BOUNDS)
 
 
 def test_svg_is_not_touched() -> None:
-    assert sanitize(b"<svg/>", "image/svg+xml", Policy.STRIP, (128,), BOUNDS).data is None
+    assert sanitize(b"<svg/>", "image/svg+xml", Policy.STRIP, BOUNDS).data is None
 
 
 # --- every kind of picture the verifier accepts comes out whole, in every policy --------------
@@ -213,7 +211,7 @@ ZOO = _zoo()
 @pytest.mark.parametrize("policy", [Policy.STRIP, Policy.REENCODE])
 @pytest.mark.parametrize(("label", "kind", "data"), ZOO, ids=[z[0] for z in ZOO])
 def test_every_picture_comes_out_whole(label: str, kind: str, data: bytes, policy: Policy) -> None:
-    result = sanitize(data, kind, policy, (32,), BOUNDS)
+    result = sanitize(data, kind, policy, BOUNDS)
     out = result.data if result.data is not None else data
     before, after = open_(data), open_(out)
     assert after.format == before.format or {after.format, before.format} == {"JPEG", "MPO"}
@@ -223,10 +221,9 @@ def test_every_picture_comes_out_whole(label: str, kind: str, data: bytes, polic
     # The thumbnail sample's main picture is pure noise (tests/samples.py).
     bound = (10 if label == "jpeg-exif-thumbnail" else 4) if lossy else 0
     assert samples.mean_difference(after, before) <= bound
-    small = result.renditions[32]
-    assert small is not None
+    small, fmt = render(out, 32, None, BOUNDS)
     rendition = open_(small)
-    assert max(rendition.size) == 32 and rendition.format in (before.format, "JPEG")
+    assert max(rendition.size) == 32 and rendition.format == fmt == WEB_FORMAT[before.format]
 
 
 def test_private_png_chunks_go_and_apng_animation_chunks_stay() -> None:
@@ -235,6 +232,6 @@ def test_private_png_chunks_go_and_apng_animation_chunks_stay() -> None:
     data = s.animated("PNG")
     iend = data.rindex(b"IEND") - 4
     marked = data[:iend] + s.chunk(b"prVt", b"owner: jane") + data[iend:]
-    result = sanitize(marked, "image/png", Policy.STRIP, (), BOUNDS)
+    result = sanitize(marked, "image/png", Policy.STRIP, BOUNDS)
     assert result.data == data  # exactly the chunk removed, nothing else
-    assert sanitize(data, "image/png", Policy.STRIP, (), BOUNDS).data is None
+    assert sanitize(data, "image/png", Policy.STRIP, BOUNDS).data is None

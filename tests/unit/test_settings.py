@@ -13,6 +13,9 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.max_upload_size == 5 * 1024 * 1024
     assert s.database_url == f"sqlite:///{(Path('var') / 'attachd.db').resolve()}"
     assert "image/svg+xml" in s.allowed_types
+    # Beyond Crafter's list: what phones and browsers save (issue 21).
+    assert {"image/webp", "image/avif", "image/heic", "image/heif"} <= set(s.allowed_types)
+    assert (s.image_rendition_formats, s.heif_serve) == (("avif", "webp"), "jpeg")
 
 
 def test_values_are_parsed() -> None:
@@ -39,6 +42,8 @@ def test_values_are_parsed() -> None:
         ("ATTACHD_DATABASE_URL", "mysql://x"),
         ("ATTACHD_UPLOAD_PART_SIZE", "1MiB"),
         ("ATTACHD_URL_PREFIX", "crafter"),
+        ("ATTACHD_IMAGE_RENDITION_FORMATS", "avif,jxl"),
+        ("ATTACHD_HEIF_SERVE", "png"),
     ],
 )
 def test_bad_values_stop_startup_naming_the_variable(var: str, value: str) -> None:

@@ -24,6 +24,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "log_format": ("json", "json"),
     "image_sanitize": ("reencode", "reencode"),
     "image_renditions": ("512, 64,64", (64, 512)),
+    "image_rendition_formats": ("webp", ("webp",)),
+    "heif_serve": ("original", "original"),
     "allowed_types": ("image/png, image/gif", ("image/png", "image/gif")),
     "worker_pools": ("scan=2, verify=1-3", ("scan=2", "verify=1-3")),
     "webhook_allowed_networks": ("10.0.0.0/8,::1/128", ("10.0.0.0/8", "::1/128")),

@@ -22,6 +22,7 @@ from tests.samples import (
     solid,
     zip_archive,
 )
+from tests.sanitize_samples import phone_picture
 from workers import typecheck
 from workers.typecheck import Verdict, inspect
 
@@ -159,7 +160,7 @@ def test_jpeg_named_png() -> None:
 def test_empty_and_unsupported() -> None:
     assert refused(b"", "image/png", Reason.EMPTY) == "the file is empty"
     assert "not a type this check can verify" in refused(
-        solid("WEBP"), "image/webp", Reason.TYPE_MISMATCH
+        solid("ICO"), "image/vnd.microsoft.icon", Reason.TYPE_MISMATCH
     )
 
 
@@ -585,7 +586,7 @@ HOSTILE: list[tuple[str, bytes, str, dict[str, int], Reason]] = [
     ("empty", b"", "image/png", {}, Reason.EMPTY),
     ("elf named png", ELF, "image/png", {}, Reason.TYPE_MISMATCH),
     ("jpeg named png", solid("JPEG"), "image/png", {}, Reason.TYPE_MISMATCH),
-    ("unverifiable type", solid("WEBP"), "image/webp", {}, Reason.TYPE_MISMATCH),
+    ("unverifiable type", solid("ICO"), "image/vnd.microsoft.icon", {}, Reason.TYPE_MISMATCH),
     ("png bomb", png_claiming(30000, 30000), "image/png", {}, Reason.TOO_LARGE),
     ("too many frames", animated("GIF", n=3), "image/gif", {"max_frames": 2}, Reason.TOO_LARGE),
     ("svg over size", CLEAN_SVG, "image/svg+xml", {"max_svg_bytes": 10}, Reason.TOO_LARGE),
@@ -594,6 +595,12 @@ HOSTILE: list[tuple[str, bytes, str, dict[str, int], Reason]] = [
     ("half a jpeg", encode(noise((200, 150)), "JPEG")[:3000], "image/jpeg", {}, Reason.CORRUPT),
     ("svg not well-formed", svg("<rect>"), "image/svg+xml", {}, Reason.CORRUPT),
     ("png + zip", solid("PNG") + zip_archive(), "image/png", {}, Reason.POLYGLOT),
+    # The formats of issue 21, from real encoders: a disguise, a bomb, a truncation, a polyglot.
+    ("png named webp", solid("PNG"), "image/webp", {}, Reason.TYPE_MISMATCH),
+    ("heic named png", phone_picture("HEIF"), "image/png", {}, Reason.TYPE_MISMATCH),
+    ("45 MP webp", solid("WEBP", (9000, 5000)), "image/webp", {}, Reason.TOO_LARGE),
+    ("half an avif", phone_picture("AVIF")[:900], "image/avif", {}, Reason.CORRUPT),
+    ("heic + zip", phone_picture("HEIF") + zip_archive(), "image/heic", {}, Reason.POLYGLOT),
     (
         "jpeg + php",
         solid("JPEG") + b"<?php system($_GET['c']); ?>",

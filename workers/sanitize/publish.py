@@ -1,10 +1,11 @@
 """The attach step's side of sanitizing: read the staged upload, sanitize it, and put what is
-to be served — the sanitized file and its renditions — in the attachments bucket under the keys
-the version's record derives them from. Nothing is put before the whole result is ready, so a
-refusal leaves nothing behind.
+to be served in the attachments bucket under the key the version's record derives it from.
+Nothing is put before the whole result is ready, so a refusal leaves nothing behind. Renditions
+are not made here: each is made at its first request (api/renditions.py), so the hot path does
+only what every file needs.
 
 The result is returned as the upload's column values; the pipeline records them before it
-attaches, so a version is never served without its digests and renditions known.
+attaches, so a version is never served without its digests known.
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ from typing import Any
 
 from core.errors import AttachdError
 from core.settings import Settings
-from storage.objects import ObjectStore, rendition_key
+from storage.objects import ObjectStore
 from storage.records import Upload
 from storage.telemetry import Telemetry
-from workers.sanitize import FORMATS, Bounds, Policy, Sanitized, sanitize
+from workers.sanitize import FORMATS, Bounds, HeifServe, Policy, Sanitized, sanitize
 
 log = logging.getLogger(__name__)
 
-# typecheck.inspect's frame limit, which every picture here has passed.
-MAX_FRAMES = 1000
 # The smallest part S3 accepts; a sanitized file is put with one PUT of its whole size.
 _MIN_PART = 5 * 1024 * 1024
 
@@ -34,10 +33,10 @@ _MIN_PART = 5 * 1024 * 1024
 @dataclass(frozen=True)
 class Options:
     policy: Policy
-    renditions: tuple[int, ...]
     bounds: Bounds
     keep_originals_days: int = 0
     originals_bucket: str = ""
+    heif: HeifServe = HeifServe.JPEG
 
 
 @dataclass(frozen=True)
@@ -64,42 +63,30 @@ class Publisher:
         return _type(up) in FORMATS
 
     def publish(self, up: Upload, key: str) -> Outcome:
-        """Put the served file at `key` and its renditions beside it; Unsanitizable if it cannot
-        be made safe within the limits (nothing is put then). Run again after a crash, it puts
-        the same objects again: sanitizing is deterministic. The caller counts the outcome once
+        """Put the served file at `key`; Unsanitizable if it cannot be made safe within the limits
+        (nothing is put then). Run again after a crash, it puts the same object again:
+        sanitizing is deterministic. The caller counts the outcome once
         the version is attached (`count`), so a rerun is not counted twice."""
         assert up.staging_key is not None
         buckets = self.objects.buckets
         data = self.objects.read_range(buckets.staging, up.staging_key, 0, up.size)
-        result = sanitize(
-            data, _type(up), self.options.policy, self.options.renditions, self.options.bounds
-        )
+        options = self.options
+        result = sanitize(data, _type(up), options.policy, options.bounds, options.heif)
         served = result.data
         if served is None:
             self.objects.copy(buckets.staging, up.staging_key, buckets.attachments, key)
             md5, sha256, size = up.md5, up.sha256, up.size
         else:
-            self._put(key, served, up.declared_type)
+            self._put(key, served, result.served_type or up.declared_type)
             md5, sha256, size = _digests(served)
             self._keep_original(up, key)
-        renditions = []
-        for px, scaled in sorted(result.renditions.items()):
-            if scaled is None:
-                # No larger than px already: the served file is that rendition, and no copy of
-                # it is stored (a MinIO request and an object fewer per small picture).
-                r_md5, r_sha, r_size, stored = md5, sha256, size, False
-            else:
-                self._put(rendition_key(key, px), scaled, up.declared_type)
-                (r_md5, r_sha, r_size), stored = _digests(scaled), True
-            renditions.append(
-                {"px": px, "size": r_size, "md5": r_md5, "sha256": r_sha, "stored": stored}
-            )
         values: dict[str, Any] = {
             "served_md5": md5,
             "served_sha256": sha256,
             "served_size": size,
             "sanitize_steps": _steps(result, self.options.policy),
-            "renditions": renditions,
+            # What the bytes served are when not what was received (a HEIC served as JPEG).
+            "served_type": result.served_type,
         }
         return Outcome(values, FORMATS[_type(up)], served is not None, max(up.size - size, 0))
 
@@ -132,7 +119,7 @@ def _digests(data: bytes) -> tuple[str, str, int]:
 
 
 def _steps(result: Sanitized, policy: Policy) -> str | None:
-    if policy == Policy.OFF:
+    if policy == Policy.OFF and not result.steps:
         return None
     return ",".join(result.steps)
 
@@ -157,13 +144,12 @@ class SanitizeCounter:
 
 
 def from_settings(settings: Settings, objects: ObjectStore, telemetry: Telemetry) -> Publisher:
-    # The verifier's limits: sanitizing decodes nothing the verify step would not have.
-    bounds = Bounds(settings.max_image_pixels, MAX_FRAMES, 4 * settings.max_image_pixels)
+    bounds = Bounds.of(settings.max_image_pixels)
     options = Options(
         Policy(settings.image_sanitize),
-        settings.image_renditions,
         bounds,
         settings.keep_originals_days,
         settings.bucket_originals,
+        HeifServe(settings.heif_serve),
     )
     return Publisher(objects, options, SanitizeCounter(telemetry))

@@ -2,7 +2,7 @@
 chunks, GIF extensions. The pixels' bytes are copied as they are, so a file with nothing to
 remove comes back as None (served byte for byte) and one with something to remove loses only
 that. Orientation is not handled here: a picture whose orientation lives in a tag goes through
-the decoder (workers/sanitize/pixels.py).
+the decoder (core/pictures/pixels.py).
 
 Each walker trusts that the verify step has already walked the same structure (a truncated or
 malformed file never gets here); a surprise is still a ValueError, never a silent pass-through.
@@ -174,3 +174,38 @@ def _sub_blocks_end(data: bytes, pos: int) -> int:
         pos += 1 + size
         if size == 0:
             return pos
+
+
+# --- WebP ---------------------------------------------------------------------------------------
+
+# RIFF chunks of metadata, and the VP8X flag bits that announce them.
+_WEBP_METADATA = {b"EXIF": 0x08, b"XMP ": 0x04}
+
+
+def webp_strip(data: bytes) -> bytes | None:
+    """The WebP without its EXIF and XMP chunks, the extended header's flags cleared to match
+    and the RIFF size recomputed; the ICC profile (ICCP) and every image chunk are kept as they
+    are. None when there is nothing to remove."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a WebP")
+    end = min(len(data), 8 + struct.unpack("<I", data[4:8])[0])
+    chunks: list[bytearray] = []
+    removed = 0
+    pos = 12
+    while pos + 8 <= end:
+        kind, length = struct.unpack("<4sI", data[pos : pos + 8])
+        stop = pos + 8 + length + (length & 1)
+        if stop > end:
+            raise ValueError(f"chunk {kind!r} runs past the RIFF's end")
+        if kind in _WEBP_METADATA:
+            removed |= _WEBP_METADATA[kind]
+        else:
+            chunks.append(bytearray(data[pos:stop]))
+        pos = stop
+    if not removed:
+        return None
+    for chunk in chunks:
+        if chunk[:4] == b"VP8X":
+            chunk[8] &= ~removed & 0xFF
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -18,6 +18,7 @@ from typing import BinaryIO, cast
 
 from PIL import Image
 
+import core.pictures  # noqa: F401 - registers pillow-heif's HEIF opener with Pillow
 from core.domain import Reason
 from workers.typecheck.refusals import Refused
 from workers.typecheck.source import Source
@@ -32,9 +33,14 @@ PIL_TYPES: dict[str, str] = {
     "BMP": "image/bmp",
     "DIB": "image/bmp",
     "TIFF": "image/tiff",
+    "WEBP": "image/webp",
+    "AVIF": "image/avif",
+    # pillow-heif reads both: HEIC is HEIF with HEVC pictures, `mif1` files as well.
+    "HEIF": "image/heic",
 }
-RASTER_TYPES = frozenset(PIL_TYPES.values())
-_PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF")
+HEIF_TYPES = frozenset({"image/heic", "image/heif"})
+RASTER_TYPES = frozenset(PIL_TYPES.values()) | HEIF_TYPES
+_PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "HEIF")
 
 # Errors Pillow raises for content it cannot handle; anything else is a bug.
 _PIL_ERRORS = (
@@ -62,7 +68,7 @@ class Limits:
 class Decoded:
     """What the structure walks need from the decode."""
 
-    format: str  # Pillow's name for it: PNG, JPEG, MPO, GIF, BMP, DIB or TIFF
+    format: str  # Pillow's name for it: PNG, JPEG, MPO, GIF, BMP, DIB, TIFF, WEBP, AVIF, HEIF
     # For MPO, the MP index entries (DataOffset/Size of each embedded image).
     mp_entries: list[dict[str, int]]
     # For TIFF, where the last strip or tile of pixel data ends.
@@ -88,14 +94,14 @@ def decode(src: Source, claimed: str, limits: Limits) -> Decoded:
         try:
             with Image.open(cast(BinaryIO, src), formats=_PIL_FORMATS) as img:
                 fmt = img.format or "unknown"
-                detected = PIL_TYPES.get(fmt)
+                detected = detected_type(fmt, claimed)
                 if detected != claimed:
                     raise Refused(
                         Reason.TYPE_MISMATCH, f"content is a {fmt} image, not {claimed}", detected
                     )
-                _check_pixels(img.size, 1, limits)
+                check_pixels(img.size, 1, limits)
                 frames: int = getattr(img, "n_frames", 1)
-                _check_pixels(img.size, frames, limits)
+                check_pixels(img.size, frames, limits)
                 no_warnings()
                 total = 0
                 for frame in range(frames):
@@ -103,7 +109,7 @@ def decode(src: Source, claimed: str, limits: Limits) -> Decoded:
                         img.seek(frame)
                     width, height = img.size  # frames may differ in size
                     total += width * height
-                    _check_pixels(img.size, 1, limits)
+                    check_pixels(img.size, 1, limits)
                     if total > limits.total_pixels:
                         raise Refused(
                             Reason.TOO_LARGE,
@@ -137,6 +143,14 @@ def decode(src: Source, claimed: str, limits: Limits) -> Decoded:
     return Decoded(fmt, mp_entries, pixel_data_end)
 
 
+def detected_type(fmt: str, claimed: str) -> str | None:
+    """The type Pillow's format name says the content is; a HEIF is whichever of image/heic and
+    image/heif was claimed (one container, libmagic names it by brand)."""
+    if fmt == "HEIF" and claimed in HEIF_TYPES:
+        return claimed
+    return PIL_TYPES.get(fmt)
+
+
 def _tiff_pixel_data_end(img: Image.Image) -> int:
     tags = getattr(img, "tag_v2", {})
     end = 0
@@ -149,7 +163,7 @@ def _tiff_pixel_data_end(img: Image.Image) -> int:
     return end
 
 
-def _check_pixels(dims: tuple[int, int], frames: int, limits: Limits) -> None:
+def check_pixels(dims: tuple[int, int], frames: int, limits: Limits) -> None:
     width, height = dims
     pixels = width * height
     if pixels > limits.pixels:

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, JpegImagePlugin
 
-from workers.sanitize.refusal import Unsanitizable
+from core.pictures.refusal import Unsanitizable
 
 _ORIENTATION = 0x0112
 # TIFF tags that say who, where, with what and when, rather than how the pixels look.
@@ -43,6 +43,18 @@ TIFF_PRIVATE_TAGS = frozenset(
     }
 )
 _JPEG_RENDITION_QUALITY = 85
+# Encoder qualities of the web formats renditions are negotiated into: about what a JPEG at 85
+# looks like (libwebp's and libavif's scales differ).
+_WEB_QUALITY = {"WEBP": 80, "AVIF": 60, "HEIF": 60}
+# A served file encoded again (its metadata could not be cut out, its orientation applied, a
+# HEIC converted): close to the source's look, as the JPEG path's own tables are.
+_SERVED_QUALITY = {"WEBP": 90, "AVIF": 80, "HEIF": 90}
+_JPEG_SERVED_QUALITY = 90
+_AVIF_SPEED = 8
+
+
+# typecheck.inspect's frame limit, which every picture served has passed.
+MAX_FRAMES = 1000
 
 
 @dataclass(frozen=True)
@@ -51,12 +63,17 @@ class Bounds:
     frames: int
     total_pixels: int
 
+    @classmethod
+    def of(cls, max_image_pixels: int) -> Bounds:
+        """The verifier's limits: nothing is decoded here that the verify step would not."""
+        return cls(max_image_pixels, MAX_FRAMES, 4 * max_image_pixels)
+
 
 @dataclass(frozen=True)
 class Frames:
     """The decoded picture, oriented, as the encoder will be given it."""
 
-    fmt: str  # PNG, JPEG, GIF, BMP or TIFF
+    fmt: str  # PNG, JPEG, GIF, BMP, TIFF, WEBP, AVIF or HEIF
     images: list[Image.Image]
     durations: list[int]
     loop: int | None
@@ -64,6 +81,7 @@ class Frames:
     quantization: dict[int, list[int]] | None
     subsampling: int
     compression: str | None
+    lossless: bool = False  # a WebP encoded losslessly (VP8L) stays so
 
 
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError)
@@ -109,11 +127,13 @@ def _check(size: tuple[int, int], frames: int, bounds: Bounds) -> None:
 
 
 def decode(img: Image.Image, bounds: Bounds) -> Frames:
-    """Every frame of an opened image, oriented; a JPEG (or MPO) keeps its first image only."""
+    """Every frame of an opened image, oriented; a JPEG (or MPO) keeps its first image only, a
+    HEIF its primary image (the one pillow-heif opens on; the others are a collection's)."""
     fmt = "JPEG" if img.format == "MPO" else str(img.format)
-    frames = 1 if fmt == "JPEG" else int(getattr(img, "n_frames", 1))
+    frames = 1 if fmt in ("JPEG", "HEIF") else int(getattr(img, "n_frames", 1))
     _check(img.size, frames, bounds)
-    turn = orientation(img)
+    # libheif has applied a HEIF's irot/imir already: its EXIF orientation is not applied again.
+    turn = 1 if fmt == "HEIF" else orientation(img)
     icc = img.info.get("icc_profile") or None
     loop = img.info.get("loop")
     quantization = getattr(img, "quantization", None) if fmt == "JPEG" else None
@@ -169,62 +189,40 @@ def encode(frames: Frames, *, rendition: bool = False) -> bytes:
             options["qtables"] = frames.quantization
             options["subsampling"] = frames.subsampling
         else:
-            options["quality"] = _JPEG_RENDITION_QUALITY
+            options["quality"] = _JPEG_RENDITION_QUALITY if rendition else _JPEG_SERVED_QUALITY
         if first.mode not in ("RGB", "L", "CMYK"):
             first = first.convert("RGB")
     elif frames.fmt == "TIFF" and frames.compression and frames.compression != "raw":
         options["compression"] = frames.compression
+    elif frames.fmt in ("WEBP", "AVIF", "HEIF"):
+        options["quality"] = (_WEB_QUALITY if rendition else _SERVED_QUALITY)[frames.fmt]
+        if frames.lossless:
+            options["lossless"] = True
+        if frames.fmt == "AVIF" and rendition:
+            # libavif's speed 8 instead of Pillow's 6: a 512 px rendition encodes in about a
+            # fifth of the time for about a quarter more bytes (measured: docs/DECISIONS.md),
+            # and its first request waits for that encode.
+            options["speed"] = _AVIF_SPEED
+        if first.mode not in ("RGB", "RGBA"):
+            first = first.convert("RGBA" if _has_alpha(first) else "RGB")
+            rest = [f.convert(first.mode) for f in rest]
+    elif frames.fmt == "PNG" and first.mode == "CMYK":
+        first = first.convert("RGB")
     if frames.fmt == "BMP":
         options.pop("icc_profile", None)  # Pillow's BMP writer has no colour profile
-    if rest and frames.fmt in ("GIF", "PNG", "TIFF"):
+    if rest and frames.fmt in ("GIF", "PNG", "TIFF", "WEBP", "AVIF"):
         options["save_all"] = True
         options["append_images"] = rest
-        if frames.fmt in ("GIF", "PNG"):
+        if frames.fmt in ("GIF", "PNG", "WEBP", "AVIF"):
             options["duration"] = frames.durations
             if frames.loop is not None:
                 options["loop"] = frames.loop
-    if "transparency" in first.info:
+    if "transparency" in first.info and frames.fmt not in ("WEBP", "AVIF", "HEIF"):
         options["transparency"] = first.info["transparency"]
     with pillow_errors(f"cannot encode the {frames.fmt}"):
         first.save(out, frames.fmt, **options)
     return out.getvalue()
 
 
-def scaled(data: bytes, fmt: str, longest: int, bounds: Bounds) -> bytes | None:
-    """A rendition whose longest side is `longest` pixels, aspect kept; None when the picture is
-    no larger than that already (never scaled up: the served file is the rendition)."""
-    with (
-        pillow_errors(f"cannot make the {longest}px rendition"),
-        Image.open(io.BytesIO(data)) as img,
-    ):
-        if max(img.size) <= longest and orientation(img) == 1:
-            return None
-        if img.format in ("JPEG", "MPO"):
-            # Decode at the smallest DCT scale that still covers the target: 1/2 to 1/8 of the
-            # work and memory of a full decode.
-            img.draft(img.mode, (longest, longest))
-        frames = decode(img, bounds)
-    if max(frames.images[0].size) <= longest:
-        return None
-    resized = []
-    for frame in frames.images:
-        keep = dict(frame.info)
-        frame = frame.copy()
-        frame.thumbnail((longest, longest), Image.Resampling.LANCZOS)
-        frame.info = keep
-        resized.append(frame)
-    if frames.fmt == "TIFF":
-        resized = resized[:1]  # a page, not a document
-    return encode(
-        Frames(
-            frames.fmt,
-            resized,
-            frames.durations,
-            frames.loop,
-            frames.icc,
-            frames.quantization,
-            frames.subsampling,
-            frames.compression,
-        ),
-        rendition=True,
-    )
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La") or "transparency" in img.info
