@@ -165,6 +165,12 @@ class Settings:
     image_renditions: tuple[int, ...] = (128, 512)
     keep_originals_days: int = 0
     bucket_originals: str = "attachd-originals"
+    # Resumable (tus) uploads: how long an unfinished one lives before it is reaped (kept under
+    # MinIO's own 24 h drop of stale multipart uploads), where incomplete parts wait, and which
+    # browser origins may call the tus routes (none: no CORS headers at all).
+    tus_expiry_seconds: int = 12 * 3600
+    bucket_tus: str = "attachd-tus"
+    tus_cors_origins: tuple[str, ...] = ()
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
     reconcile_after_seconds: int = 300
     # Rescans after a signature update: files queued per sweep, and Celery's per-worker rate.
@@ -261,6 +267,9 @@ class Settings:
             "image_renditions": _sizes,
             "keep_originals_days": _int,
             "bucket_originals": str,
+            "tus_expiry_seconds": _int,
+            "bucket_tus": str,
+            "tus_cors_origins": _csv,
             "reconcile_after_seconds": _int,
             "rescan_batch": _int,
             "rescan_rate_limit": str,
@@ -337,6 +346,7 @@ class Settings:
             "IMAGE_SANITIZE",
             "must be strip, reencode or off",
         )
+        need(self.tus_expiry_seconds >= 60, "TUS_EXPIRY_SECONDS", "must be at least 60")
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")

@@ -13,6 +13,7 @@ class TaskName(StrEnum):
     RESCAN = "attachd.rescan"
     RESCAN_FILE = "attachd.rescan_file"
     DELIVER_WEBHOOK = "attachd.deliver_webhook"
+    REAP_RESUMABLE = "attachd.reap_resumable"
 
     @property
     def short(self) -> str:
@@ -38,6 +39,7 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.RESCAN: Queue.MAINTENANCE,
     TaskName.RESCAN_FILE: Queue.MAINTENANCE,
     TaskName.DELIVER_WEBHOOK: Queue.WEBHOOKS,
+    TaskName.REAP_RESUMABLE: Queue.MAINTENANCE,
 }
 # Tasks whose first argument is an upload id.
 PIPELINE_TASKS: frozenset[TaskName] = frozenset(
