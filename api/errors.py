@@ -68,7 +68,7 @@ def _reply(
     resp.media = {"errorCode": code, "message": message}
     # A refusal can come before the body is read (a 415 on the file name): the rest of the body
     # must not be parsed as the next request on a kept-alive connection.
-    if req.method in ("POST", "PUT") and req.content_length != 0:
+    if req.method in ("POST", "PUT", "PATCH") and req.content_length != 0:
         resp.set_header("Connection", "close")
 
 
