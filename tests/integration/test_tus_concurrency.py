@@ -94,9 +94,13 @@ def test_a_patch_while_another_writes_is_refused_and_nothing_is_lost(
 
         wait_for(busy, 30, "B to be refused while A writes")
         assert result["b"].headers["Tus-Resumable"] == "1.0.0"
+
         # A part of A's is committed already: B at that offset is still refused (423).
-        offset = int(head(on_second, account).headers["Upload-Offset"])
-        assert offset == 5 * MIB
+        def part_committed() -> bool:
+            return head(on_second, account).headers["Upload-Offset"] == str(5 * MIB)
+
+        wait_for(part_committed, 30, "A's first part to be committed")
+        offset = 5 * MIB
         assert patch(on_second, account, offset, data[offset : offset + MIB]).status_code == 423
     finally:
         go.set()
