@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import openapi_links
+from api import openapi_links, openapi_tus
 from core import package_version
 from core.domain import State
 
@@ -415,7 +415,11 @@ def document(url_prefix: str = "") -> dict[str, Any]:
         },
         "servers": [{"url": url_prefix or "/"}],
         "security": [{"accessTokenId": []}],
-        "paths": {**_paths(), **openapi_links.paths(_FILE_HEADERS, _FILE_BODY)},
+        "paths": {
+            **_paths(),
+            **openapi_tus.paths(),
+            **openapi_links.paths(_FILE_HEADERS, _FILE_BODY),
+        },
         "components": {
             "securitySchemes": {
                 "accessTokenId": {"type": "apiKey", "in": "query", "name": "accessTokenId"}
@@ -423,7 +427,8 @@ def document(url_prefix: str = "") -> dict[str, Any]:
             "schemas": {**_SCHEMAS, **openapi_links.SCHEMAS},
             "parameters": {**_PARAMS, **openapi_links.PARAMS},
             "responses": {
-                code: _json(_ref("schemas", "Error"), text) for code, text in _ERRORS.items()
+                code: _json(_ref("schemas", "Error"), text)
+                for code, text in {**_ERRORS, **openapi_tus.ERRORS}.items()
             },
         },
     }
