@@ -245,7 +245,7 @@ class Resumables:
 
     def _finish(self, row: Resumable, owner: str) -> None:
         try:
-            upload = self._finisher.finish(row)
+            upload = self._finisher.finish(row, lambda: self._records.renew_lease(row.id, owner))
         except UnsupportedType as exc:
             # Refused as the multipart route refuses it, and like it, nothing is left behind.
             self._count_refusal(exc)

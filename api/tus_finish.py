@@ -11,6 +11,8 @@ here on: states, reasons, events, webhooks, metrics.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from api.intake import HEAD_SIZE, check_head
@@ -18,7 +20,9 @@ from api.ports import SendScan
 from core import filetypes, logs
 from storage.hashing import HashingReader
 from storage.records import Attachment, Upload
-from storage.tus import Resumable, ResumableObjects
+from storage.tus import LEASE_SECONDS, Resumable, ResumableObjects
+
+KEEP_LEASE_EVERY = LEASE_SECONDS / 4
 
 # The multipart route's logger: one story per upload, whichever route brought it.
 intake_log = logging.getLogger("api.intake")
@@ -51,17 +55,21 @@ class Finisher:
         self._objects = objects
         self._enqueue = enqueue
 
-    def finish(self, row: Resumable) -> Upload:
+    def finish(self, row: Resumable, keep_lease: Callable[[], None] | None = None) -> Upload:
         """Idempotent: a row whose upload was recorded by an earlier attempt (that died before it
-        could say so) gets that upload back, never a second one."""
+        could say so) gets that upload back, never a second one. `keep_lease` is called as the
+        object is read back, so reading a large one does not let the lease lapse."""
         existing = self._records.get_upload(row.id)
         if existing is not None:
             return existing
         store = self._objects.store
         source = store.open_reader(self._objects.staging, row.staging_key, row.length)
         reader = HashingReader(source.read, row.length, HEAD_SIZE)
+        since = time.monotonic()
         while reader.read(1 << 20):
-            pass
+            if keep_lease is not None and time.monotonic() - since > KEEP_LEASE_EVERY:
+                keep_lease()
+                since = time.monotonic()
         # Refused (415 CONTENT_MISMATCH) as the multipart route refuses it; the caller discards.
         sniffed = check_head(row.file_name, row.declared_type, reader.head)
         _attachment, upload = self._records.record_upload(

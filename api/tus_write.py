@@ -89,11 +89,10 @@ class ChunkWriter:
     def write(self, read: Callable[[int], bytes]) -> int:
         """Reads the body to its end; returns the committed offset."""
         row = self._row
-        buffer = bytearray(
-            self._objects.read_incomplete(row.incomplete_key, row.incomplete_size)
-            if row.incomplete_key
-            else b""
-        )
+        buffer = bytearray()
+        if row.incomplete_key:
+            for piece in self._objects.iter_incomplete(row.incomplete_key, row.incomplete_size):
+                buffer += piece
         try:
             while True:
                 chunk = read(min(READ_SIZE, self._part_size - len(buffer)))
@@ -104,14 +103,19 @@ class ChunkWriter:
                     self._hasher.update(chunk)
                 buffer += chunk
                 if len(buffer) >= self._part_size:
-                    self._send_part(bytes(buffer))
+                    # Copied out and the buffer emptied before the send: one part is held.
+                    part = bytes(buffer)
                     buffer.clear()
+                    self._send_part(part)
+                    del part
                 self._keep_lease()
         except BadRequest:
             # The client went away or stalled mid-PATCH (a 400 or 408 of the body reader):
             # what arrived is kept, unless a checksum was promised for the whole chunk.
             if self._hasher is None and self.received:
                 self._save(buffer)
+            else:
+                self._drop_uncommitted_multipart()
             raise
         checksum, hasher = self._checksum, self._hasher
         if checksum and hasher and not hmac.compare_digest(hasher.digest(), checksum.digest):

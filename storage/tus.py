@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -343,10 +343,10 @@ class ResumableObjects:
             "application/octet-stream",
         )
 
-    def read_incomplete(self, key: str, size: int) -> bytes:
-        # Only the committed bytes: an object written by a request whose commit failed may be
-        # longer, never different in its first `size` bytes (a new key each time).
-        return b"".join(self.store.iter_range(self.bucket, key, 0, size)) if size else b""
+    def iter_incomplete(self, key: str, size: int) -> Iterator[bytes]:
+        """The committed bytes of an incomplete part, a buffer at a time."""
+        if size:
+            yield from self.store.iter_range(self.bucket, key, 0, size)
 
     def delete_incomplete(self, key: str) -> None:
         self._ensure()

@@ -54,7 +54,6 @@ _ALLOWED_HEADERS = ", ".join(
         "Upload-Concat",
         "Content-Type",
         TOKEN_HEADER,
-        "X-HTTP-Method-Override",
         "X-Requested-With",
     )
 )
