@@ -16,8 +16,9 @@ from core.tasks import ROUTES, TaskName
 from storage.broker import make_celery
 from storage.engine import utcnow
 from storage.objects import ObjectStore
-from storage.tus import ResumableRecords
+from storage.tus import ResumableObjects, ResumableRecords
 from storage.tus_schema import resumable_uploads
+from tests.conftest import png_bytes
 from tests.integration.api_support import (
     Account,
     assert_error,
@@ -39,6 +40,7 @@ from tests.integration.tus_support import (
     tus_leftovers,
     upload_id,
 )
+from workers.resumable import Reaper
 
 
 @pytest.fixture
@@ -250,3 +252,44 @@ def test_expired_uploads_are_refused_then_reaped_with_nothing_left(
     )
     assert head(url, account).status_code == 404
     assert ResumableRecords(stack.records.engine).get_resumable(upload) is None
+
+
+def test_a_tenants_own_limits_apply_at_creation(stack: Stack) -> None:
+    account = new_account(stack.records)
+    stack.records.set_tenant_policy(
+        account.tenant, max_upload_size=1000, allowed_types=("image/png",)
+    )
+
+    # The API reads a tenant's policy again within 5 s (api/policy.py).
+    def narrowed() -> bool:
+        return create(stack.base_url, account, "a.png", 1001).status_code == 413
+
+    wait_for(narrowed, timeout=15, what="the tenant's limit to apply")
+    assert_error(create(stack.base_url, account, "a.jpg", 10), 415)
+    assert create(stack.base_url, account, "a.png", 1000).status_code == 201
+
+
+def test_the_reaper_keeps_a_finished_uploads_file_and_drops_its_row(
+    stack: Stack, account: Account, objects: ObjectStore
+) -> None:
+    data = png_bytes(20, 20)
+    url = created_url(stack.base_url, account, "kept.png", len(data))
+    assert patch(url, account, 0, data).status_code == 204
+    upload = upload_id(url)
+    assert stack.wait_for_state(upload, ("attached", "rejected", "failed")) == "attached"
+    with stack.records.engine.begin() as conn:
+        conn.execute(
+            update(resumable_uploads)
+            .where(resumable_uploads.c.id == upload)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    rows = ResumableRecords(stack.records.engine)
+    reaper = Reaper(rows, ResumableObjects(objects, stack.settings.bucket_tus, 1))
+    assert reaper.reap() == 0  # nothing unfinished was removed
+    assert rows.get_resumable(upload) is None
+    served = requests.get(
+        stack.url(account.path("/attachment/kept")),
+        params={"accessTokenId": account.token},
+        timeout=30,
+    )
+    assert served.status_code == 200 and served.content == data
