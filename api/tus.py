@@ -47,8 +47,9 @@ EXTENSIONS = ("creation", "termination", "checksum", "expiration")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 T = TypeVar("T")
 
-# A body reader for at most `cap` bytes, opened only once the upload's row is known.
-BodyOpener = Callable[[int, int], AbstractContextManager[Callable[[int], bytes]]]
+# A body reader for at most `cap` bytes (over `limit`: UploadTooLarge), opened only once the
+# upload's row is known, and how many bytes the body says it holds (`cap` when it does not say).
+BodyOpener = Callable[[int, int], AbstractContextManager[tuple[Callable[[int], bytes], int]]]
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -207,8 +208,9 @@ class Resumables:
                 self._settings.upload_part_size,
                 checksum,
             )
-            with body(leased.length - leased.offset, limits.max_upload_size) as read:
-                new_offset = writer.write(read)
+            remaining = leased.length - leased.offset
+            with body(remaining, limits.max_upload_size) as (read, expected):
+                new_offset = writer.write(read, min(expected, remaining))
             if new_offset == leased.length:
                 done = self._records.get_resumable(leased.id)
                 assert done is not None

@@ -44,6 +44,33 @@ class Checksum:
     digest: bytes
 
 
+class _Buffer:
+    """A fixed-size buffer filled in place: growing a bytearray would copy it on the way."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = bytearray(capacity)
+        self._view = memoryview(self._data)
+        self.size = 0
+
+    @property
+    def room(self) -> int:
+        return len(self._data) - self.size
+
+    def add(self, chunk: bytes) -> None:
+        end = self.size + len(chunk)
+        if end > len(self._data):
+            # Never: reads ask for at most the room left, and the body for at most `expected`.
+            raise BadRequest("The request body is longer than it said")
+        self._view[self.size : end] = chunk
+        self.size = end
+
+    def view(self) -> memoryview:
+        return self._view[: self.size]
+
+    def clear(self) -> None:
+        self.size = 0
+
+
 class LeaseWrites(Protocol):
     """What a writer needs of the record store (storage.tus.ResumableRecords)."""
 
@@ -86,34 +113,34 @@ class ChunkWriter:
     def offset(self) -> int:
         return self._committed
 
-    def write(self, read: Callable[[int], bytes]) -> int:
-        """Reads the body to its end; returns the committed offset."""
+    def write(self, read: Callable[[int], bytes], expected: int) -> int:
+        """Reads the body (at most `expected` bytes) to its end; returns the committed offset."""
         row = self._row
-        buffer = bytearray()
+        # One buffer of at most a part for the whole PATCH, sized for what can come, and handed
+        # to MinIO as it is: no copy of a part is ever made.
+        capacity = min(self._part_size, row.incomplete_size + expected)
+        buffer = _Buffer(capacity)
         if row.incomplete_key:
             for piece in self._objects.iter_incomplete(row.incomplete_key, row.incomplete_size):
-                buffer += piece
+                buffer.add(piece)
         try:
             while True:
-                chunk = read(min(READ_SIZE, self._part_size - len(buffer)))
+                chunk = read(min(READ_SIZE, buffer.room))
                 if not chunk:
                     break
                 self.received += len(chunk)
                 if self._hasher is not None:
                     self._hasher.update(chunk)
-                buffer += chunk
-                if len(buffer) >= self._part_size:
-                    # Copied out and the buffer emptied before the send: one part is held.
-                    part = bytes(buffer)
+                buffer.add(chunk)
+                if buffer.size == self._part_size:
+                    self._send_part(buffer.view())
                     buffer.clear()
-                    self._send_part(part)
-                    del part
                 self._keep_lease()
         except BadRequest:
             # The client went away or stalled mid-PATCH (a 400 or 408 of the body reader):
             # what arrived is kept, unless a checksum was promised for the whole chunk.
             if self._hasher is None and self.received:
-                self._save(buffer)
+                self._save(buffer.view())
             else:
                 self._drop_uncommitted_multipart()
             raise
@@ -124,10 +151,10 @@ class ChunkWriter:
                 f"The chunk does not match its {checksum.algorithm} Upload-Checksum; "
                 "it was discarded"
             )
-        if sum(p.size for p in self._progress.parts) + len(buffer) == row.length:
-            self._finish(buffer)
+        if sum(p.size for p in self._progress.parts) + buffer.size == row.length:
+            self._finish(buffer.view())
         elif self.received:
-            self._save(buffer)
+            self._save(buffer.view())
         self._forget_stale()
         return self._committed
 
@@ -144,7 +171,7 @@ class ChunkWriter:
             self._records.renew_lease(self._row.id, self._owner)
             self._renewed = time.monotonic()
 
-    def _send_part(self, data: bytes) -> None:
+    def _send_part(self, data: memoryview) -> None:
         progress, row = self._progress, self._row
         if progress.multipart_id is None:
             progress.multipart_id = self._objects.start_multipart(row.staging_key)
@@ -158,7 +185,7 @@ class ChunkWriter:
         if self._hasher is None:
             self._commit()
 
-    def _save(self, buffer: bytearray) -> None:
+    def _save(self, buffer: memoryview) -> None:
         """The bytes after the last part, as a new incomplete part object."""
         progress = self._progress
         if progress.incomplete_key:
@@ -166,23 +193,23 @@ class ChunkWriter:
         progress.incomplete_key, progress.incomplete_size = None, 0
         if buffer:
             key = new_incomplete_key(self._row.id)
-            self._objects.put_incomplete(key, bytes(buffer))
+            self._objects.put_incomplete(key, buffer)
             progress.incomplete_key, progress.incomplete_size = key, len(buffer)
         self._commit()
 
-    def _finish(self, buffer: bytearray) -> None:
+    def _finish(self, buffer: memoryview) -> None:
         """The last byte is in: the staged object is made whole, the offset reaches length."""
         progress, row = self._progress, self._row
         if progress.multipart_id is None:
             # The whole file fits in one part: one PUT, no multipart upload.
-            self._objects.put_whole(row.staging_key, bytes(buffer))
+            self._objects.put_whole(row.staging_key, buffer)
             progress.whole = len(buffer)
         else:
             if buffer:
                 number = len(progress.parts) + 1
                 progress.parts.append(
                     self._objects.upload_part(
-                        row.staging_key, progress.multipart_id, number, bytes(buffer)
+                        row.staging_key, progress.multipart_id, number, buffer
                     )
                 )
             self._objects.complete_multipart(row.staging_key, progress.multipart_id, progress.parts)

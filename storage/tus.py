@@ -15,7 +15,6 @@ compare-and-set on the old offset that also checks the lease is still its own.
 from __future__ import annotations
 
 import contextlib
-import io
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +265,9 @@ class ResumableRecords(EngineBound):
             return len(conn.execute(select(t.id)).all())
 
 
+_OCTETS = {"Content-Type": "application/octet-stream"}
+
+
 def new_incomplete_key(upload_id: str) -> str:
     # A fresh key per write: the committed one is never overwritten by a write that may not be.
     return f"{upload_id}/{uuid.uuid4().hex}"
@@ -298,7 +300,7 @@ class ResumableObjects:
             )
         )
 
-    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> StoredPart:
+    def upload_part(self, key: str, multipart_id: str, number: int, data: memoryview) -> StoredPart:
         client = self.store.client
         etag = self.store.call(
             client._upload_part, self.staging, key, data, None, multipart_id, number
@@ -321,27 +323,16 @@ class ResumableObjects:
         with contextlib.suppress(ObjectMissing):
             self.store.call(client._abort_multipart_upload, self.staging, key, multipart_id)
 
-    def put_whole(self, key: str, data: bytes) -> None:
-        """A file that fits in one part goes to staging with a single PUT."""
-        self.store.call(
-            self.store.client.put_object,
-            self.staging,
-            key,
-            io.BytesIO(data),
-            len(data),
-            "application/octet-stream",
-        )
+    # The SDK's own PutObject and UploadPart calls take the caller's buffer as it is (the
+    # request body, hashed in place): its put_object would read a stream into a copy first.
 
-    def put_incomplete(self, key: str, data: bytes) -> None:
+    def put_whole(self, key: str, data: memoryview) -> None:
+        """A file that fits in one part goes to staging with a single PUT."""
+        self.store.call(self.store.client._put_object, self.staging, key, data, _OCTETS)
+
+    def put_incomplete(self, key: str, data: memoryview) -> None:
         self._ensure()
-        self.store.call(
-            self.store.client.put_object,
-            self.bucket,
-            key,
-            io.BytesIO(data),
-            len(data),
-            "application/octet-stream",
-        )
+        self.store.call(self.store.client._put_object, self.bucket, key, data, _OCTETS)
 
     def iter_incomplete(self, key: str, size: int) -> Iterator[bytes]:
         """The committed bytes of an incomplete part, a buffer at a time."""

@@ -150,11 +150,12 @@ class UploadResource(_Tus):
         settings = self.settings
 
         @contextmanager
-        def opener(cap: int, limit: int) -> Iterator[Callable[[int], bytes]]:
+        def opener(cap: int, limit: int) -> Iterator[tuple[Callable[[int], bytes], int]]:
             # More than the upload's remaining bytes is refused: by Content-Length before a byte
             # is read, or as the body passes the end.
             with guarded_body(req, settings, cap=cap, limit=limit) as guard:
-                yield guard.read
+                length = req.content_length
+                yield guard.read, cap if length is None else length
 
         return opener
 
