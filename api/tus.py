@@ -27,6 +27,7 @@ from api.tus_write import CHECKSUMS, Checksum, ChunkWriter
 from core.errors import (
     AttachdError,
     BadRequest,
+    ObjectMissing,
     OffsetMismatch,
     UnsupportedType,
     UploadExpired,
@@ -254,6 +255,15 @@ class Resumables:
             self._objects.discard(row)
             self._records.delete_resumable(row.id, owner)
             raise
+        except ObjectMissing:
+            # A whole object whose record failed long enough for the reconciler to sweep it as
+            # an orphan: gone. A 404 makes tus clients start a new upload.
+            log.warning("resumable upload %s: its staged object is gone; dropped", row.id)
+            self._objects.discard(row)
+            self._records.delete_resumable(row.id, owner)
+            raise UploadGone(
+                "The upload's bytes were lost before it was recorded: send it again"
+            ) from None
         self._records.mark_recorded(row.id, owner)
         self._count("completed")
         log.info("resumable upload %s complete: recorded as upload %s", row.id, upload.id)
