@@ -36,7 +36,8 @@ parameter or (upload, create) as a form field. Attachment and profile calls need
 Crafter's Java client appends (`…/attachments/.json`, `…/details.json`), and under the
 configured URL prefix. On the `.json` paths only, an unknown attachment answers as Crafter does:
 its details an empty attachment (200, every field null, `fileSizeBytes` 0), its download an
-empty 200. `/api/1/signed/…` needs no token: its signature is the credential.
+empty 200. `/api/1/signed/…` needs no token: its signature is the credential. The resumable
+(tus 1.0) routes also take the token as an `X-Access-Token-Id` header, as tus clients send it.
 Errors are always `{"errorCode", "message"}`."""
 
 
