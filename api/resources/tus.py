@@ -179,11 +179,14 @@ class TusHeaders:
         if not isinstance(resource, _Tus):
             return
         resp.set_header("Tus-Resumable", TUS_VERSION)
+        if not self.origins:
+            return
+        # The answer depends on the Origin whenever CORS is on: caches must keep them apart.
+        resp.append_header("Vary", "Origin")
         origin = req.get_header("Origin")
         if not origin or not (origin in self.origins or "*" in self.origins):
             return
         resp.set_header("Access-Control-Allow-Origin", origin)
-        resp.append_header("Vary", "Origin")
         resp.set_header("Access-Control-Expose-Headers", _EXPOSED)
         if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method"):
             resp.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
