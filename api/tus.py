@@ -24,6 +24,7 @@ from api.names import check_object_id, clean_name, declared_type
 from api.ports import Counter
 from api.tus_finish import Finisher
 from api.tus_write import CHECKSUMS, Checksum, ChunkWriter
+from core import logs
 from core.errors import (
     AttachdError,
     BadRequest,
@@ -146,14 +147,15 @@ class Resumables:
             expires_at=self._clock() + timedelta(seconds=self._settings.tus_expiry_seconds),
         )
         self._count("created")
-        log.info(
-            "resumable upload %s created: '%s' (%s, %d bytes) for profile %s",
-            row.id,
-            name,
-            declared,
-            size,
-            profile.id,
-        )
+        with logs.bound(upload_id=row.id):  # one story per upload, from its first request
+            log.info(
+                "resumable upload %s created: '%s' (%s, %d bytes) for profile %s",
+                row.id,
+                name,
+                declared,
+                size,
+                profile.id,
+            )
         return row
 
     # --- the upload's URL ---------------------------------------------------------------------
@@ -230,7 +232,8 @@ class Resumables:
 
         self._under_lease(row.id, None, drop)
         self._count("terminated")
-        log.info("resumable upload %s terminated at offset %d", row.id, row.offset)
+        with logs.bound(upload_id=row.id):
+            log.info("resumable upload %s terminated at offset %d", row.id, row.offset)
 
     # --- inside the lease ---------------------------------------------------------------------
 
@@ -266,7 +269,8 @@ class Resumables:
             ) from None
         self._records.mark_recorded(row.id, owner)
         self._count("completed")
-        log.info("resumable upload %s complete: recorded as upload %s", row.id, upload.id)
+        with logs.bound(upload_id=upload.id):
+            log.info("resumable upload %s complete: all %d bytes in", upload.id, row.length)
 
     def _count(self, event: str) -> None:
         if self._counter is not None:

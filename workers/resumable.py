@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from core import logs
 from core.errors import AttachdError, UploadGone, UploadLocked
 from core.settings import Settings
 from storage.engine import utcnow
@@ -64,12 +65,13 @@ class Reaper:
             if leased.recorded_at is None:
                 self.objects.discard(leased)
                 reaped += 1
-                log.info(
-                    "resumable upload %s expired at offset %d of %d: removed",
-                    leased.id,
-                    leased.offset,
-                    leased.length,
-                )
+                with logs.bound(upload_id=leased.id):
+                    log.info(
+                        "resumable upload %s expired at offset %d of %d: removed",
+                        leased.id,
+                        leased.offset,
+                        leased.length,
+                    )
             self.records.delete_resumable(leased.id, owner)
         if reaped and self.count is not None:
             self.count(reaped)
