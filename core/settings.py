@@ -347,6 +347,12 @@ class Settings:
             "must be strip, reencode or off",
         )
         need(self.tus_expiry_seconds >= 60, "TUS_EXPIRY_SECONDS", "must be at least 60")
+        # Incomplete parts expire by the tus bucket's lifecycle rule of STAGING_EXPIRY_DAYS.
+        need(
+            self.tus_expiry_seconds <= self.staging_expiry_days * 86400,
+            "TUS_EXPIRY_SECONDS",
+            "must not outlive ATTACHD_STAGING_EXPIRY_DAYS (the incomplete parts' expiry rule)",
+        )
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
         need(self.webhook_timeout > 0, "WEBHOOK_TIMEOUT", "must be positive")
         need(self.webhook_retry_base_seconds > 0, "WEBHOOK_RETRY_BASE_SECONDS", "must be positive")
