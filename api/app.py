@@ -23,6 +23,9 @@ from api.policy import TenantLimits
 from api.ports import Check, Counter, Leases, Objects, Records, SendScan
 from api.resources import attachments, demo, docs, front, links, monitoring, openapi, profiles
 from api.resources import ops as ops_routes
+from api.resources import tus as tus_routes
+from api.tus import Resumables
+from api.tus_finish import Finisher
 from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
 from core.pictures.pixels import Bounds
@@ -34,6 +37,7 @@ from storage.handoffs import Dispatcher, PendingDispatches
 from storage.locks import LocalLeases, RedisLeases
 from storage.objects import ObjectStore
 from storage.records import RecordStore
+from storage.tus import ResumableObjects, ResumableRecords
 from storage.webhooks import announcer
 
 BASE = "/api/1"
@@ -51,6 +55,8 @@ class Services:
     ops: OpsSources | None = None
     # Who makes a rendition at its first request: Redis leases across the API processes.
     leases: Leases = field(default_factory=LocalLeases)
+    # The tus routes' stores (api/tus.py); without them (tests/api) the routes are not mounted.
+    resumable: tuple[ResumableRecords, ResumableObjects] | None = None
 
 
 def build_services(settings: Settings) -> Services:
@@ -103,6 +109,10 @@ def build_services(settings: Settings) -> Services:
         refusals=ops.telemetry,
         ops=ops,
         leases=RedisLeases(redis),
+        resumable=(
+            ResumableRecords(records.engine),
+            ResumableObjects(objects, settings.bucket_tus, settings.staging_expiry_days),
+        ),
     )
 
 
@@ -172,6 +182,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         NoReferrer(),
         RequestContext(),
         ops_routes.IntakeRejections(services.refusals),
+        tus_routes.TusHeaders(settings.tus_cors_origins),
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
@@ -208,6 +219,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         f"{base}/{{profile_id}}/attachment/{{name}}/status",
         attachments.StatusResource(records, objects, authorizer, made),
     )
+    if services.resumable is not None:
+        tus_records, tus_objects = services.resumable
+        resumables = Resumables(
+            settings,
+            tus_records,
+            tus_objects,
+            authorizer,
+            TenantLimits(services.records, settings),
+            Finisher(services.records, tus_objects, services.enqueue),
+            services.refusals,
+        )
+        tus_routes.add_routes(app, base, resumables, settings)
     links.add_routes(app, base, settings, records, objects, authorizer, made)
     app.add_route(f"{base}/create", profiles.CreateProfileResource(records, authorizer, settings))
     app.add_route(f"{base}/{{profile_id}}", profiles.ProfileResource(authorizer))

@@ -26,14 +26,19 @@ _MAP: list[tuple[type[Exception], str, str]] = [
     (errors.ActionDenied, falcon.HTTP_403, "ACTION_DENIED"),
     (errors.NoSuchProfile, falcon.HTTP_404, "NO_SUCH_PROFILE"),
     (errors.NoSuchTenant, falcon.HTTP_404, "NO_SUCH_TENANT"),
+    (errors.UploadExpired, falcon.HTTP_410, "OTHER"),
+    (errors.UploadGone, falcon.HTTP_404, "OTHER"),
     (errors.NotFound, falcon.HTTP_404, "OTHER"),
     (errors.InvalidEmail, falcon.HTTP_400, "INVALID_EMAIL_ADDRESS"),
     (ParamDeserializationError, falcon.HTTP_400, "PARAM_DESERIALIZATION_ERROR"),
     (errors.RequestTimeout, falcon.HTTP_408, "OTHER"),
+    # tus's own status for a chunk that fails its Upload-Checksum.
+    (errors.ChecksumMismatch, "460 Checksum Mismatch", "OTHER"),
     (errors.BadRequest, falcon.HTTP_400, "OTHER"),
     (errors.ProfileExists, falcon.HTTP_409, "PROFILE_EXISTS"),
     (errors.TenantExists, falcon.HTTP_409, "TENANT_EXISTS"),
     (errors.Conflict, falcon.HTTP_409, "OTHER"),
+    (errors.UploadLocked, falcon.HTTP_423, "OTHER"),
     (errors.UploadTooLarge, falcon.HTTP_413, "OTHER"),
     (errors.UnsupportedType, falcon.HTTP_415, "OTHER"),
     (errors.ServiceUnavailable, falcon.HTTP_503, "OTHER"),
@@ -63,7 +68,7 @@ def _reply(
     resp.media = {"errorCode": code, "message": message}
     # A refusal can come before the body is read (a 415 on the file name): the rest of the body
     # must not be parsed as the next request on a kept-alive connection.
-    if req.method in ("POST", "PUT") and req.content_length != 0:
+    if req.method in ("POST", "PUT", "PATCH") and req.content_length != 0:
         resp.set_header("Connection", "close")
 
 

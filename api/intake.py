@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from api.auth import Authorizer
 from api.form import FILE_FIELD, NAME_FIELD, TOKEN_FIELD, Part
 from api.names import check_object_id, clean_name, declared_type
-from api.ports import Objects, Records, SendScan
+from api.ports import Objects, Records, RecordUpload, SendScan
 from core import filetypes, logs
 from core.domain import Reason
 from core.errors import AccessDenied, AttachdError, BadRequest, UnsupportedType
@@ -56,6 +56,60 @@ class _Staged:
     raw_name: str | None
     # The tenant's effective limits (core.policy), read once for the whole upload.
     limits: Limits
+
+
+@dataclass(frozen=True)
+class Received:
+    """An upload whose bytes are staged, hashed and sniffed, ready to be recorded."""
+
+    upload_id: str
+    profile_id: str
+    tenant: str
+    name: str  # the cleaned file name, extension included
+    declared: str
+    sniffed: str
+    reader: HashingReader  # its digests, size and head
+    staging_key: str
+
+
+def record_and_send(
+    records: RecordUpload, enqueue: SendScan, got: Received, bulk: bool = False
+) -> tuple[Attachment, Upload]:
+    """Record a received upload and send it to scan: the same for every route that receives
+    one (multipart here, tus in api/tus_finish.py), so from here on an upload is the same
+    whichever way it came: states, reasons, events, webhooks, metrics, this log line."""
+    reader = got.reader
+    attachment, upload = records.record_upload(
+        upload_id=got.upload_id,
+        profile_id=got.profile_id,
+        file_name=filetypes.base_name(got.name),
+        original_name=got.name,
+        md5=reader.md5.hexdigest(),
+        sha256=reader.sha256.hexdigest(),
+        size=reader.size,
+        declared_type=got.declared,
+        sniffed_type=got.sniffed,
+        staging_key=got.staging_key,
+    )
+    # After commit: a task must never run before the row it reads exists. If the broker is down
+    # the upload stays `staged`, its hand-off is kept and sent the moment the broker answers
+    # (storage/handoffs.py; the reconciler is the last resort); the client still gets its
+    # answer.
+    try:
+        enqueue(upload.id, got.tenant, bulk=bulk)
+    except Exception:
+        log.warning("upload %s not sent to scan yet: the broker is unreachable", upload.id)
+    else:
+        with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
+            log.info(
+                "upload %s received: '%s' (%s, %d bytes) for profile %s; sent to scan",
+                upload.id,
+                got.name,
+                got.declared,
+                reader.size,
+                got.profile_id,
+            )
+    return attachment, upload
 
 
 class _HeadCheck:
@@ -177,38 +231,21 @@ class UploadReceiver:
         declared = declared_type(name, staged.limits.allowed_types)
         reader = staged.reader
         sniffed = check_head(name, declared, reader.head)
-        upload_id = staged.key.rsplit("/", 1)[-1]
-        attachment, upload = self._records.record_upload(
-            upload_id=upload_id,
-            profile_id=profile.id,
-            file_name=filetypes.base_name(name),
-            original_name=name,
-            md5=reader.md5.hexdigest(),
-            sha256=reader.sha256.hexdigest(),
-            size=reader.size,
-            declared_type=declared,
-            sniffed_type=sniffed,
-            staging_key=staged.key,
+        return record_and_send(
+            self._records,
+            self._enqueue,
+            Received(
+                upload_id=staged.key.rsplit("/", 1)[-1],
+                profile_id=profile.id,
+                tenant=profile.tenant,
+                name=name,
+                declared=declared,
+                sniffed=sniffed,
+                reader=reader,
+                staging_key=staged.key,
+            ),
+            bulk=bulk,
         )
-        # After commit: a task must never run before the row it reads exists. If the broker is
-        # down the upload stays `staged`, its hand-off is kept and sent the moment the broker
-        # answers (storage/handoffs.py; the reconciler is the last resort); the client still
-        # gets its answer.
-        try:
-            self._enqueue(upload.id, profile.tenant, bulk=bulk)
-        except Exception:
-            log.warning("upload %s not sent to scan yet: the broker is unreachable", upload.id)
-        else:
-            with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
-                log.info(
-                    "upload %s received: '%s' (%s, %d bytes) for profile %s; sent to scan",
-                    upload.id,
-                    name,
-                    declared,
-                    reader.size,
-                    profile.id,
-                )
-        return attachment, upload
 
     def _discard(self, key: str) -> None:
         try:

@@ -40,6 +40,7 @@ _HELP = {
     "images_sanitized": "Pictures attached by the sanitize step, changed or left byte for byte",
     "image_bytes_removed": "Bytes the sanitize step removed from pictures (metadata, thumbnails)",
     "renditions_made": "Renditions made at their first request, by format (then served stored)",
+    "resumable_uploads": "Resumable (tus) uploads created, completed, terminated or expired",
 }
 
 # Label values always exported, at zero until they happen, so rate() and alerts see them.
@@ -47,6 +48,7 @@ _KNOWN: dict[str, list[tuple[str, ...]]] = {
     "scan_outcomes": [(o,) for o in SCAN_OUTCOMES],
     "webhook_attempts": [(o,) for o in WEBHOOK_OUTCOMES],
     "quarantine_actions": [("release",), ("purge",)],
+    "resumable_uploads": [(e,) for e in ("created", "completed", "terminated", "expired")],
     "typecheck_rejections": [
         *(("verify", r.value) for r in VERIFY_REASONS),
         *(("intake", r.value) for r in INTAKE_REASONS),

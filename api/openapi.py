@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import openapi_links
+from api import openapi_links, openapi_tus
 from core import package_version
 from core.domain import State
 
@@ -36,7 +36,8 @@ parameter or (upload, create) as a form field. Attachment and profile calls need
 Crafter's Java client appends (`…/attachments/.json`, `…/details.json`), and under the
 configured URL prefix. On the `.json` paths only, an unknown attachment answers as Crafter does:
 its details an empty attachment (200, every field null, `fileSizeBytes` 0), its download an
-empty 200. `/api/1/signed/…` needs no token: its signature is the credential.
+empty 200. `/api/1/signed/…` needs no token: its signature is the credential. The resumable
+(tus 1.0) routes also take the token as an `X-Access-Token-Id` header, as tus clients send it.
 Errors are always `{"errorCode", "message"}`."""
 
 
@@ -427,7 +428,11 @@ def document(url_prefix: str = "") -> dict[str, Any]:
         },
         "servers": [{"url": url_prefix or "/"}],
         "security": [{"accessTokenId": []}],
-        "paths": {**_paths(), **openapi_links.paths(_FILE_HEADERS, _FILE_BODY)},
+        "paths": {
+            **_paths(),
+            **openapi_tus.paths(),
+            **openapi_links.paths(_FILE_HEADERS, _FILE_BODY),
+        },
         "components": {
             "securitySchemes": {
                 "accessTokenId": {"type": "apiKey", "in": "query", "name": "accessTokenId"}
@@ -435,7 +440,8 @@ def document(url_prefix: str = "") -> dict[str, Any]:
             "schemas": {**_SCHEMAS, **openapi_links.SCHEMAS},
             "parameters": {**_PARAMS, **openapi_links.PARAMS},
             "responses": {
-                code: _json(_ref("schemas", "Error"), text) for code, text in _ERRORS.items()
+                code: _json(_ref("schemas", "Error"), text)
+                for code, text in {**_ERRORS, **openapi_tus.ERRORS}.items()
             },
         },
     }

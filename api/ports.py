@@ -26,22 +26,8 @@ class AccountReads(Protocol):
     def get_profile(self, profile_id: str) -> Profile | None: ...
 
 
-class Records(AccountReads, Protocol):
-    """The record store, as the routes and the intake use it."""
-
-    def tenant_exists(self, name: str) -> bool: ...
-
-    def create_profile(
-        self,
-        tenant: str,
-        username: str,
-        email: str,
-        *,
-        enabled: bool,
-        password_hash: str | None = None,
-        roles: Sequence[str] = (),
-        attributes: dict[str, Any] | None = None,
-    ) -> Profile: ...
+class RecordUpload(Protocol):
+    """Recording a received upload: what both upload routes (multipart and tus) write."""
 
     def record_upload(
         self,
@@ -57,6 +43,24 @@ class Records(AccountReads, Protocol):
         sniffed_type: str | None,
         staging_key: str,
     ) -> tuple[Attachment, Upload]: ...
+
+
+class Records(AccountReads, RecordUpload, Protocol):
+    """The record store, as the routes and the intake use it."""
+
+    def tenant_exists(self, name: str) -> bool: ...
+
+    def create_profile(
+        self,
+        tenant: str,
+        username: str,
+        email: str,
+        *,
+        enabled: bool,
+        password_hash: str | None = None,
+        roles: Sequence[str] = (),
+        attributes: dict[str, Any] | None = None,
+    ) -> Profile: ...
 
     def find_attachment(self, profile_id: str, name_or_id: str) -> Attachment | None: ...
 

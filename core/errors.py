@@ -105,5 +105,25 @@ class RequestTimeout(BadRequest):
     """The client sent its body too slowly."""
 
 
+class OffsetMismatch(Conflict):
+    """A resumable upload's PATCH is not at the offset the server holds (tus: 409)."""
+
+
+class UploadLocked(AttachdError):
+    """Another request is writing this resumable upload right now (tus: 423)."""
+
+
+class ChecksumMismatch(BadRequest):
+    """A resumable upload's chunk does not match its Upload-Checksum; it was discarded (460)."""
+
+
+class UploadGone(NotFound):
+    """A resumable upload that was terminated or expired, or never existed (404/410)."""
+
+
+class UploadExpired(UploadGone):
+    """A resumable upload past its Upload-Expires, not yet reaped (tus: 410)."""
+
+
 class IllegalTransition(AttachdError):
     """An upload state change that core.domain.TRANSITIONS does not allow: a bug, never retried."""

@@ -198,6 +198,12 @@ class Settings:
     # one tenant's burst never holds back another tenant's single upload.
     fair_interactive: int = 8
     fair_busy: int = 64
+    # Resumable (tus) uploads: how long an unfinished one lives before it is reaped (kept under
+    # MinIO's own 24 h drop of stale multipart uploads), where incomplete parts wait, and which
+    # browser origins may call the tus routes (none: no CORS headers at all).
+    tus_expiry_seconds: int = 12 * 3600
+    bucket_tus: str = "attachd-tus"
+    tus_cors_origins: tuple[str, ...] = ()
     # Uploads in a non-terminal state for longer than this are re-sent by the reconciler.
     reconcile_after_seconds: int = 300
     # Rescans after a signature update: files queued per sweep, and Celery's per-worker rate.
@@ -312,6 +318,13 @@ class Settings:
             self.image_sanitize in {"strip", "reencode", "off"},
             "IMAGE_SANITIZE",
             "must be strip, reencode or off",
+        )
+        need(self.tus_expiry_seconds >= 60, "TUS_EXPIRY_SECONDS", "must be at least 60")
+        # Incomplete parts expire by the tus bucket's lifecycle rule of STAGING_EXPIRY_DAYS.
+        need(
+            self.tus_expiry_seconds <= self.staging_expiry_days * 86400,
+            "TUS_EXPIRY_SECONDS",
+            "must not outlive ATTACHD_STAGING_EXPIRY_DAYS (the incomplete parts' expiry rule)",
         )
         need(self.keep_originals_days >= 0, "KEEP_ORIGINALS_DAYS", "must not be negative")
         need(self.auth_cache_seconds >= 0, "AUTH_CACHE_SECONDS", "must not be negative")

@@ -17,6 +17,7 @@ class TaskName(StrEnum):
     DELIVER_WEBHOOK = "attachd.deliver_webhook"
     # Sends the hand-offs kept while the broker was unreachable (storage/handoffs.py).
     RESEND = "attachd.resend"
+    REAP_RESUMABLE = "attachd.reap_resumable"
 
     @property
     def short(self) -> str:
@@ -43,6 +44,7 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.RESCAN_FILE: Queue.MAINTENANCE,
     TaskName.DELIVER_WEBHOOK: Queue.WEBHOOKS,
     TaskName.RESEND: Queue.MAINTENANCE,
+    TaskName.REAP_RESUMABLE: Queue.MAINTENANCE,
 }
 # Tasks whose first argument is an upload id.
 PIPELINE_TASKS: frozenset[TaskName] = frozenset(

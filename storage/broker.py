@@ -76,6 +76,7 @@ def make_celery(settings: Settings) -> Celery:
             "reconcile": {"task": TaskName.RECONCILE.value, "schedule": 60.0},
             # Picks up a new signature version within minutes; each sweep queues a bounded batch.
             "rescan": {"task": TaskName.RESCAN.value, "schedule": 300.0},
+            "reap-resumable": {"task": TaskName.REAP_RESUMABLE.value, "schedule": 300.0},
         },
         timezone="UTC",
         # Recycle a pool process after N tasks or once it holds M KiB: image decoding can leak.

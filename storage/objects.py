@@ -27,7 +27,8 @@ from core.settings import Settings
 
 T = TypeVar("T")
 
-_MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchVersion"}
+# NoSuchUpload: a multipart upload aborted, completed, or dropped by MinIO as stale.
+_MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchVersion", "NoSuchUpload"}
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "image_bytes_removed": ("format",),
     # Renditions made at their first request (api/renditions.py), by the format made.
     "renditions_made": ("format",),
+    # Resumable (tus) uploads: created, completed (recorded), terminated, expired (reaped).
+    "resumable_uploads": ("event",),
 }
 LATENCY = "upload_latency_seconds"
 LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, math.inf)

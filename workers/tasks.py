@@ -28,11 +28,13 @@ from storage.handoffs import Dispatcher, PendingDispatches
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
+from storage.tus import ResumableRecords
 from workers import webhooks
 from workers.fused import SmallFiles
 from workers.metrics import TransitionCounter
 from workers.pipeline import Limits, Pipeline, StepResult
 from workers.rescan import Rescans
+from workers.resumable import Reaper
 from workers.sanitize import publish
 from workers.upkeep import Upkeep
 
@@ -244,6 +246,21 @@ def register(app: Celery, settings: Settings) -> None:
             log.warning("webhook sweep skipped: %s", exc)
         log.info("reconcile: %s", result)
         return result
+
+    reapers: dict[str, Reaper] = {}
+
+    @app.task(name=TaskName.REAP_RESUMABLE, **maintenance)
+    def reap_resumable() -> Any:
+        if "r" not in reapers:
+            records = ResumableRecords(works().pipeline.records.engine)
+            reapers["r"] = Reaper.from_settings(settings, records)
+        try:
+            reaped = reapers["r"].reap()
+        except ServiceUnavailable as exc:  # MinIO or the database down: the next tick retries
+            log.warning("resumable reap skipped: %s", exc)
+            return 0
+        log.info("reap_resumable: %d expired upload(s) removed", reaped)
+        return reaped
 
     @app.task(name=TaskName.RESCAN, **maintenance)
     def rescan(since: int | None = None) -> Any:

@@ -26,6 +26,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "image_renditions": ("512, 64,64", (64, 512)),
     "image_rendition_formats": ("webp", ("webp",)),
     "heif_serve": ("original", "original"),
+    "tus_cors_origins": (
+        "https://a.example, https://b.example",
+        ("https://a.example", "https://b.example"),
+    ),
     "allowed_types": ("image/png, image/gif", ("image/png", "image/gif")),
     "worker_pools": ("scan=2, verify=1-3", ("scan=2", "verify=1-3")),
     "webhook_allowed_networks": ("10.0.0.0/8,::1/128", ("10.0.0.0/8", "::1/128")),
