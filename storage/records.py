@@ -13,7 +13,8 @@ from storage.accounts import Accounts, Profile, Token, token_digest
 from storage.engine import as_utc, make_engine, new_object_id, utcnow
 from storage.policies import Policies
 from storage.quarantine import Quarantine, Quarantined
-from storage.uploads import Attachment, AttachOutcome, Upload, Uploads
+from storage.uploads import Attachment, Upload, Uploads
+from storage.versions import AttachOutcome, Versions
 
 __all__ = [
     "AttachOutcome",
@@ -31,9 +32,9 @@ __all__ = [
 ]
 
 
-class RecordStore(Accounts, Uploads, Policies, Quarantine):
-    """The four aggregates (accounts, uploads, tenant policies, quarantine) on one shared engine
-    (and one connection pool).
+class RecordStore(Accounts, Uploads, Versions, Policies, Quarantine):
+    """The aggregates (accounts, uploads and their served versions, tenant policies, quarantine)
+    on one shared engine (and one connection pool).
 
     Inheritance rather than composition: the API, the workers, the CLI, the bench and the tests
     all hold one store and call its methods directly (`records.find_token`, `records.transition`),

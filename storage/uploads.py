@@ -84,14 +84,6 @@ class Attachment:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class AttachOutcome:
-    """What attach() did: whether this upload became the served version, and what it replaced."""
-
-    current: bool
-    replaced: Upload | None
-
-
 _UPLOAD_FIELDS = tuple(f.name for f in fields(Upload))
 _DATETIME_FIELDS = frozenset(
     {"created_at", "updated_at", "scanned_at", "verified_at", "finished_at", "resend_after"}
@@ -255,103 +247,6 @@ class Uploads(EngineBound):
                 update(uploads)
                 .where(uploads.c.id == upload_id)
                 .values(attempts=attempts, resend_after=next_after)
-            )
-
-    def attach(self, upload_id: str, object_key: str) -> AttachOutcome | None:
-        """verifying → attached and point the attachment at this version, in one transaction.
-
-        A version older than the one already served never replaces it (two re-uploads whose
-        pipelines finish out of order). Returns None when the upload was not in `verifying`
-        with its checks done (already attached, or gone)."""
-        check_moves((State.VERIFYING,), State.ATTACHED)
-        now = utcnow()
-        with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(
-                    uploads.c.id == upload_id,
-                    uploads.c.state == State.VERIFYING,
-                    uploads.c.verified_at.is_not(None),
-                )
-                .values(
-                    state=State.ATTACHED,
-                    object_key=object_key,
-                    staging_key=None,
-                    updated_at=now,
-                    finished_at=now,
-                )
-            ).rowcount
-            if changed != 1:
-                return None
-            up = upload_from_row(
-                conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
-            )
-            # Locked: two workers attaching versions of one name at once would otherwise both
-            # read the same current version, both replace it, and leave two served (PostgreSQL's
-            # read committed; SQLite serializes writers anyway). Found by make scale-test.
-            att = conn.execute(
-                select(attachments).where(attachments.c.id == up.attachment_id).with_for_update()
-            ).one()
-            previous: Upload | None = None
-            if att.current_upload_id:
-                prev_row = conn.execute(
-                    select(uploads).where(uploads.c.id == att.current_upload_id)
-                ).first()
-                previous = upload_from_row(prev_row) if prev_row else None
-            if previous is not None and previous.seq > up.seq:
-                # Superseded at once by the caller: never served, so no `upload.attached`.
-                return AttachOutcome(current=False, replaced=None)
-            conn.execute(
-                update(attachments)
-                .where(attachments.c.id == att.id)
-                .values(current_upload_id=upload_id)
-            )
-            events = outbox.upload_event(conn, upload_id, State.ATTACHED, now)
-        self._announce(events)
-        return AttachOutcome(current=True, replaced=previous)
-
-    def supersede(self, upload_id: str, reason: str) -> bool:
-        """An attached version that is no longer current is not served: it becomes history
-        (`superseded`) and loses its object key; the caller deletes the object."""
-        return self.transition(
-            upload_id, State.ATTACHED, State.SUPERSEDED, reason=reason, object_key=None
-        )
-
-    def detach_infected(self, upload_id: str, **values: Any) -> bool:
-        """attached → infected on a rescan, and stop serving it, in one transaction."""
-        check_moves((State.ATTACHED,), State.INFECTED)
-        now = utcnow()
-        with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.state == State.ATTACHED)
-                .values(
-                    state=State.INFECTED,
-                    object_key=None,
-                    updated_at=now,
-                    finished_at=now,
-                    **values,
-                )
-            ).rowcount
-            events: list[str] = []
-            if changed == 1:
-                conn.execute(
-                    update(attachments)
-                    .where(attachments.c.current_upload_id == upload_id)
-                    .values(current_upload_id=None)
-                )
-                events = outbox.upload_event(conn, upload_id, State.INFECTED, now)
-        self._announce(events)
-        return changed == 1
-
-    def clear_current(self, attachment_id: str, upload_id: str) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                update(attachments)
-                .where(
-                    attachments.c.id == attachment_id, attachments.c.current_upload_id == upload_id
-                )
-                .values(current_upload_id=None)
             )
 
     # --- reads --------------------------------------------------------------------------------

@@ -226,14 +226,15 @@ class Pipeline:
             self.publisher.count(published)
         self.objects.delete(self.buckets.staging, up.staging_key)
         if not outcome.current:
-            # A newer upload of the same name was attached first: this one is history already.
-            if self.records.supersede(upload_id, "a newer upload of this name was attached first"):
-                self.report(up, State.ATTACHED, State.SUPERSEDED)
+            # A newer upload of the same name was attached first: the store made this one
+            # history in the same transaction; it was never served.
+            self.report(up, State.ATTACHED, State.SUPERSEDED)
             self.delete_served(key)
             return StepResult(State.SUPERSEDED)
         old = outcome.replaced
         if old is not None and old.id != upload_id:
-            if self.records.supersede(old.id, f"replaced by upload {upload_id}"):
+            # Superseded in the attach's own transaction: only its objects are left to delete.
+            if old.state == State.ATTACHED:
                 self.report(old, State.ATTACHED, State.SUPERSEDED)
             if old.object_key:
                 self.objects.delete_version(self.buckets.attachments, old.object_key)
