@@ -11,7 +11,6 @@ from typing import Any
 
 import falcon
 from kombu.exceptions import KombuError
-from redis import Redis
 from redis.exceptions import RedisError
 
 from api import errors
@@ -28,6 +27,7 @@ from core.clamd import ClamdClient
 from core.errors import ServiceUnavailable
 from core.settings import Settings
 from core.tasks import ROUTES, TaskName
+from storage import redisconn
 from storage.broker import make_celery
 from storage.objects import ObjectStore
 from storage.records import RecordStore
@@ -55,7 +55,7 @@ def build_services(settings: Settings) -> Services:
     celery = make_celery(settings)
     # An attachment delete writes its webhook deliveries; they are sent after its commit.
     records.announce = announcer(celery)
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    redis = redisconn.connect(settings.redis_url)
     clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)
 
     def enqueue(upload_id: str) -> None:

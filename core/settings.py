@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import redisurl
 from core.errors import ConfigError
 
 _PREFIX = "ATTACHD_"
@@ -111,6 +112,7 @@ class Settings:
     # Where the local services and the embedded SQLite store keep data and logs.
     var_dir: Path = Path("var")
     database_url: str = ""  # default: sqlite file under var_dir, filled in by from_env
+    # One Redis, or the Sentinels that name its current master (core/redisurl.py).
     redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "attachd"
@@ -320,7 +322,10 @@ class Settings:
             "DATABASE_URL",
             "must be a sqlite:/// or postgresql+psycopg:// URL",
         )
-        need(self.redis_url.startswith(("redis://", "rediss://")), "REDIS_URL", "must be redis://")
+        try:
+            redisurl.parse(self.redis_url)
+        except ValueError as exc:
+            need(False, "REDIS_URL", str(exc))
         need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
         need(
             self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},

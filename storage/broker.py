@@ -17,6 +17,7 @@ from kombu import Queue as KombuQueue
 from core import logs
 from core.settings import Settings
 from core.tasks import ROUTES, Queue, TaskName
+from storage import redisconn
 from storage.telemetry import REQUEST_ID_HEADER, SENT_AT_HEADER
 
 # The longest task (a multi-GiB scan) must finish well inside the broker's visibility timeout,
@@ -26,7 +27,10 @@ VISIBILITY_TIMEOUT = 2 * TASK_TIME_LIMIT
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("attachd", broker=settings.redis_url, backend=settings.redis_url)
+    # One Redis, or its Sentinels (storage/redisconn.py): then kombu's Sentinel transport finds
+    # the master, and finds the promoted replica after a failover.
+    url, sentinel_options = redisconn.celery_transport(settings.redis_url)
+    app = Celery("attachd", broker=url, backend=url)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -38,8 +42,11 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_TIME_LIMIT - 60,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, **sentinel_options},
+        result_backend_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            **sentinel_options,
+        },
         broker_connection_retry_on_startup=True,
         # An API request must not hang on a dead broker: fail fast, the reconciler re-sends.
         broker_connection_timeout=2,

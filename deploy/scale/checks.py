@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import time
 import urllib.parse
@@ -209,6 +210,9 @@ def check(stack: Stack, sent: list[Sent], fig: Figures) -> None:
     fig.flower = _get(
         f"{stack.flower_url}/api/workers", auth=("ops", stack.ops_password)
     ).status_code
+    for f in fig.faults:
+        if "master_before" in f:
+            f.update(attach_stall(rows, f["at"]))
     # The partitioned worker's tasks: when their uploads ended, and who ended them.
     p = fig.partition
     if p:
@@ -285,6 +289,29 @@ def finished_by(stack: Stack, uploads: list[str], after: float) -> dict[str, str
     return {u: w for u, (_, w) in who.items()}
 
 
+def attach_stall(rows: list[dict[str, Any]], at: float) -> dict[str, Any]:
+    """How long attaching stopped around a fault at `at`: the longest gap between consecutive
+    attaches from 10 s before it to 90 s after, and for scale the longest in the 30 s before
+    (the load's own rhythm)."""
+    times = sorted(r["finished_at"] for r in rows if r["state"] == "attached" and r["finished_at"])
+
+    def longest(lo: float, hi: float) -> tuple[float, float]:
+        inside = [lo, *(t for t in times if lo <= t <= hi)]
+        after = [t for t in times if t > hi]
+        if after:  # the gap that runs past the window's end counts whole
+            inside.append(after[0])
+        gaps = [(b - a, b) for a, b in itertools.pairwise(inside)]
+        return max(gaps, default=(hi - lo, hi))
+
+    gap, ended = longest(at - 10, at + 90)
+    before, _ = longest(at - 30, at)
+    return {
+        "attach_stall_seconds": round(gap, 1),
+        "attach_stall_ended_seconds_after": round(ended - at, 1),
+        "attach_gap_before_seconds": round(before, 1),
+    }
+
+
 def summary(fig: Figures) -> str:
     accepted = fig.responses.get("200", 0)
     p = fig.partition
@@ -294,10 +321,19 @@ def summary(fig: Figures) -> str:
         f"task(s), finished {p.get('seconds_to_finish_held')}s after the cut"
     ]
     for f in fig.faults:
-        faults.append(
+        line = (
             f"{f['fault']}: {f.get('failed_requests', 0)} requests failed "
             f"over {f.get('failed_for_seconds', 0)}s"
         )
+        if "master_before" in f:
+            line += (
+                f" ({f.get('statuses') or 'none'}), slowest answer "
+                f"{f.get('slowest_answer_seconds')}s; {f.get('master_after')} promoted after "
+                f"{f.get('seconds_to_promotion')}s; attaches stalled "
+                f"{f.get('attach_stall_seconds')}s (at most {f.get('attach_gap_before_seconds')}s "
+                "apart before it)"
+            )
+        faults.append(line)
     return (
         f"scale-test: {fig.uploads} uploads through lb, {accepted} accepted; "
         + "; ".join(faults)

@@ -117,6 +117,8 @@ def load(stack: Stack, args: argparse.Namespace, fig: Figures) -> list[Sent]:
             stack.rig.send(s3, signal.SIGKILL)
             fig.faults.append({"fault": f"SIGKILL MinIO on {s3}", "at": t, "after_uploads": done})
             log(f"SIGKILL MinIO on {s3} after {done} uploads")
+            at(0.65)
+            fig.faults.append(kill_redis_master(stack, done))
             at(0.75)
             t = time.time()
             n = done
@@ -153,7 +155,34 @@ def load(stack: Stack, args: argparse.Namespace, fig: Figures) -> list[Sent]:
         f["failed_requests"] = len(bad)
         f["failed_for_seconds"] = round(max((s.t_end for s in bad), default=f["at"]) - f["at"], 1)
         f["statuses"] = dict(Counter(s.status for s in bad))
+        # A fault may also show as answers that are slow rather than failed.
+        answered = [s.t_end - s.t_start for s in sent if f["at"] <= s.t_end < until]
+        f["slowest_answer_seconds"] = round(max(answered, default=0.0), 1)
     return sent
+
+
+def kill_redis_master(stack: Stack, done: int) -> dict[str, Any]:
+    """The Redis master is SIGKILLed and left down: the Sentinels must promote the replica, and
+    every process find it through them."""
+    before = stack.redis.master()
+    t = time.time()
+    stack.rig.send(stack.redis.master_service(), signal.SIGKILL)
+    log(f"SIGKILL the Redis master ({before}) after {done} uploads; left down")
+    deadline = t + 60
+    after = before
+    while after in (before, None) and time.time() < deadline:
+        time.sleep(0.2)
+        after = stack.redis.master()
+    promoted = time.time()
+    log(f"the Sentinels name {after} master {promoted - t:.1f}s after the kill")
+    return {
+        "fault": f"SIGKILL the Redis master ({before}), left down",
+        "at": t,
+        "after_uploads": done,
+        "master_before": before,
+        "master_after": after,
+        "seconds_to_promotion": round(promoted - t, 1) if after not in (before, None) else None,
+    }
 
 
 def partition(stack: Stack, args: argparse.Namespace, fig: Figures, at: Any) -> None:

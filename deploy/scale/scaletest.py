@@ -157,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(summary(fig), flush=True)
     ok = not fig.lost and not fig.duplicated and not sum(fig.leftovers.values())
-    ok = ok and fig.dashboard == 200 and fig.flower == 200 and len(fig.faults) == 3
+    ok = ok and fig.dashboard == 200 and fig.flower == 200 and len(fig.faults) == 4
     ok = ok and all("chaos failed" not in f["fault"] for f in fig.faults)
+    # The failover happened: the Sentinels named the replica master.
+    ok = ok and all(
+        f.get("seconds_to_promotion") is not None for f in fig.faults if "master_before" in f
+    )
     return 0 if ok else 1
 
 

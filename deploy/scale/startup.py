@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from rig import REPO, Rig
+from redisha import RedisHA
+from rig import REPO, Rig, wait
 
 # The commands every deployment runs (docker-compose.yml runs the same, checked by
 # tests/unit/test_deploy_files.py): the rig starts exactly these, parsed as `make up` parses them.
@@ -39,7 +40,7 @@ class Stack:
         self.rig, self.topo, self.args = rig, rig.topo, args
         self.root = rig.root
         self.pg_password = secrets.token_hex(12)
-        self.redis_password = secrets.token_hex(12)
+        self.redis = RedisHA(rig)
         self.s3_secret = secrets.token_hex(12)
         self.ops_password = secrets.token_hex(12)
         self.procs = procfile()
@@ -61,7 +62,7 @@ class Stack:
             "ATTACHD_VAR_DIR": str(self.root / host),
             "ATTACHD_DATABASE_URL": f"postgresql+psycopg://attachd:{self.pg_password}"
             f"@postgres:{p['postgres']}/attachd",
-            "ATTACHD_REDIS_URL": f"redis://:{self.redis_password}@redis:{p['redis']}/0",
+            "ATTACHD_REDIS_URL": self.redis.url(),
             "ATTACHD_S3_ENDPOINT": f"lb:{p['s3']}",
             "ATTACHD_S3_ACCESS_KEY": "attachd",
             "ATTACHD_S3_SECRET_KEY": self.s3_secret,
@@ -97,6 +98,7 @@ class Stack:
         self.start_clamd()
         self.start_lb()
         self.start_db()
+        self.redis.start()
         self.wait_s3()
         self.wait_clamd()
         api1 = self.topo.of_kind("api")[0].name
@@ -136,8 +138,7 @@ class Stack:
         return sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))[-1].parent
 
     def start_db(self) -> None:
-        host, p = self.db_host.name, self.topo.ports
-        pg = self.pg_dir
+        host, pg = self.db_host.name, self.pg_dir
         (pg / "run").mkdir(parents=True)
         pwfile = pg / "pw"
         pwfile.write_text(self.pg_password + "\n")
@@ -169,25 +170,6 @@ class Stack:
         )
         for stmt in sql.split(";")[:-1]:
             self.must(self.psql(stmt, db="postgres"), stmt.split(" PASSWORD")[0])
-        conf = self.root / host / "redis.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(
-            f"bind 0.0.0.0\nport {p['redis']}\nprotected-mode no\n"
-            f"requirepass {self.redis_password}\ndir {conf.parent}\n"
-            'save ""\nappendonly no\ndaemonize no\nlogfile ""\n'
-        )
-        conf.chmod(0o600)
-        self.rig.spawn(host, "redis", ["redis-server", str(conf)], {})
-        ping = [
-            "redis-cli",
-            "-p",
-            str(p["redis"]),
-            "--no-auth-warning",
-            "-a",
-            self.redis_password,
-            "ping",
-        ]
-        self.wait(lambda: self.rig.run(host, ping, {}).stdout.strip() == "PONG", "redis")
 
     def start_postgres(self) -> None:
         pg, port = self.pg_dir, self.topo.ports["postgres"]
@@ -443,18 +425,7 @@ class Stack:
     def nodes(self) -> list[str]:
         return [w["name"] for w in self.fleet()["workers"]]
 
-    @staticmethod
-    def wait(check: Any, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if check():
-                    return
-            except Exception:  # noqa: S110 - not up yet
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
-            time.sleep(0.3)
+    wait = staticmethod(wait)
 
 
 def _clamd_ping(address: str, port: int) -> bool:
