@@ -61,5 +61,6 @@ def master_of(client: Redis) -> tuple[str, bool]:
     if isinstance(pool, SentinelConnectionPool):
         host, port = pool.get_master_address()
         return f"{host}:{port}", True
+    client.ping()  # the address alone would name a Redis that is down
     kw = pool.connection_kwargs
     return f"{kw.get('host', '')}:{kw.get('port', 6379)}", False

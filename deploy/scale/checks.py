@@ -213,6 +213,7 @@ def check(stack: Stack, sent: list[Sent], fig: Figures) -> None:
     for f in fig.faults:
         if "master_before" in f:
             f.update(attach_stall(rows, f["at"]))
+            f["handoffs_failed"] = handoffs_failed(stack, f["at"], f["at"] + 60)
     # The partitioned worker's tasks: when their uploads ended, and who ended them.
     p = fig.partition
     if p:
@@ -290,26 +291,31 @@ def finished_by(stack: Stack, uploads: list[str], after: float) -> dict[str, str
 
 
 def attach_stall(rows: list[dict[str, Any]], at: float) -> dict[str, Any]:
-    """How long attaching stopped around a fault at `at`: the longest gap between consecutive
-    attaches from 10 s before it to 90 s after, and for scale the longest in the 30 s before
-    (the load's own rhythm)."""
+    """How long attaching stopped around a fault at `at`: the longest gap between two
+    consecutive attaches that ends after it and begins within 90 s of it, and for scale the
+    longest in the 30 s before it (the load's own rhythm; None when nothing was attached yet)."""
     times = sorted(r["finished_at"] for r in rows if r["state"] == "attached" and r["finished_at"])
-
-    def longest(lo: float, hi: float) -> tuple[float, float]:
-        inside = [lo, *(t for t in times if lo <= t <= hi)]
-        after = [t for t in times if t > hi]
-        if after:  # the gap that runs past the window's end counts whole
-            inside.append(after[0])
-        gaps = [(b - a, b) for a, b in itertools.pairwise(inside)]
-        return max(gaps, default=(hi - lo, hi))
-
-    gap, ended = longest(at - 10, at + 90)
-    before, _ = longest(at - 30, at)
+    pairs = list(itertools.pairwise(times))
+    around = [(b - a, b) for a, b in pairs if b > at and a <= at + 90]
+    before = [b - a for a, b in pairs if at - 30 <= a and b <= at]
+    gap, ended = max(around, default=(0.0, at))
+    first = next((t for t in times if t > at), None)
     return {
         "attach_stall_seconds": round(gap, 1),
         "attach_stall_ended_seconds_after": round(ended - at, 1),
-        "attach_gap_before_seconds": round(before, 1),
+        "first_attach_seconds_after": None if first is None else round(first - at, 1),
+        "attach_gap_before_seconds": round(max(before), 1) if before else None,
     }
+
+
+def handoffs_failed(stack: Stack, since: float, until: float) -> int:
+    """Uploads the API accepted but could not hand to the broker (left to the reconciler)."""
+    n = 0
+    for h in stack.topo.of_kind("api"):
+        for e in worker_log(stack, h.name):
+            if since <= e["t"] < until and "enqueue of upload" in e.get("msg", ""):
+                n += 1
+    return n
 
 
 def summary(fig: Figures) -> str:
@@ -329,9 +335,9 @@ def summary(fig: Figures) -> str:
             line += (
                 f" ({f.get('statuses') or 'none'}), slowest answer "
                 f"{f.get('slowest_answer_seconds')}s; {f.get('master_after')} promoted after "
-                f"{f.get('seconds_to_promotion')}s; attaches stalled "
-                f"{f.get('attach_stall_seconds')}s (at most {f.get('attach_gap_before_seconds')}s "
-                "apart before it)"
+                f"{f.get('seconds_to_promotion')}s; {f.get('handoffs_failed')} hand-offs left to "
+                f"the reconciler; attaches stalled {f.get('attach_stall_seconds')}s (at most "
+                f"{f.get('attach_gap_before_seconds')}s apart before it)"
             )
         faults.append(line)
     return (
