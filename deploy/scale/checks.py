@@ -292,17 +292,22 @@ def finished_by(stack: Stack, uploads: list[str], after: float) -> dict[str, str
 
 def attach_stall(rows: list[dict[str, Any]], at: float) -> dict[str, Any]:
     """How long attaching stopped around a fault at `at`: the longest gap between two
-    consecutive attaches that ends after it and begins within 90 s of it, and for scale the
+    consecutive attaches that ends after it and begins within 90 s of it (which takes in the
+    reconciler's re-sending of what could not be handed over); the longest that begins within
+    5 s of it (the failover itself: the workers finding the new master); and for scale the
     longest in the 30 s before it (the load's own rhythm; None when nothing was attached yet)."""
     times = sorted(r["finished_at"] for r in rows if r["state"] == "attached" and r["finished_at"])
     pairs = list(itertools.pairwise(times))
     around = [(b - a, b) for a, b in pairs if b > at and a <= at + 90]
     before = [b - a for a, b in pairs if at - 30 <= a and b <= at]
     gap, ended = max(around, default=(0.0, at))
+    # A gap the failover caused begins before the new master is named (seconds, here).
+    failover = [g for g, b in around if b - g <= at + 5]
     first = next((t for t in times if t > at), None)
     return {
         "attach_stall_seconds": round(gap, 1),
         "attach_stall_ended_seconds_after": round(ended - at, 1),
+        "attach_gap_at_failover_seconds": round(max(failover, default=0.0), 1),
         "first_attach_seconds_after": None if first is None else round(first - at, 1),
         "attach_gap_before_seconds": round(max(before), 1) if before else None,
     }
@@ -335,9 +340,11 @@ def summary(fig: Figures) -> str:
             line += (
                 f" ({f.get('statuses') or 'none'}), slowest answer "
                 f"{f.get('slowest_answer_seconds')}s; {f.get('master_after')} promoted after "
-                f"{f.get('seconds_to_promotion')}s; {f.get('handoffs_failed')} hand-offs left to "
-                f"the reconciler; attaches stalled {f.get('attach_stall_seconds')}s (at most "
-                f"{f.get('attach_gap_before_seconds')}s apart before it)"
+                f"{f.get('seconds_to_promotion')}s; attaches stopped "
+                f"{f.get('attach_gap_at_failover_seconds')}s at the failover (at most "
+                f"{f.get('attach_gap_before_seconds')}s apart before it); "
+                f"{f.get('handoffs_failed')} hand-offs left to the reconciler, the longest gap "
+                f"in attaches {f.get('attach_stall_seconds')}s"
             )
         faults.append(line)
     return (
