@@ -39,7 +39,12 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A lost broker connection (a Redis failover is one) must not kill the tasks running:
+        # terminated between two commits, an attach left the version it replaced served too
+        # (make scale-test, "1 duplicated"). Left running, a task finishes its step; its ack
+        # is lost with the connection, and a redelivery (after the visibility timeout) finds
+        # the step done.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_TIME_LIMIT - 60,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, **sentinel_options},

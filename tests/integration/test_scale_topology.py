@@ -70,7 +70,9 @@ def test_the_topology_rides_out_its_hosts_faults(tmp_path: Path) -> None:
     (redis,) = [f for f in fig["faults"] if "master_before" in f]
     assert redis["master_after"] not in (None, redis["master_before"]), redis
     assert redis["seconds_to_promotion"] is not None and redis["seconds_to_promotion"] < 30
-    assert redis["attach_stall_seconds"] < 60, redis
+    # The failover itself costs seconds (promotion, then every consumer reconnecting); what the
+    # API could not hand over meanwhile waits for the reconciler (reported, not bounded here).
+    assert redis["attach_gap_at_failover_seconds"] < 30, redis
     assert set(fig["responses"]) <= {"200", "415", "502", "503"}, fig["responses"]
     assert fig["responses"]["200"] >= 50
     # The partitioned host held work at the cut, and all of it ended.
