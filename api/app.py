@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
-from redis import Redis
 from redis.exceptions import RedisError
 
 from api import errors, renditions
@@ -31,6 +30,7 @@ from core.errors import ServiceUnavailable
 from core.pictures.pixels import Bounds
 from core.settings import Settings
 from core.tasks import Dispatch, Lane, TaskName
+from storage import redisconn
 from storage.broker import make_celery, publish
 from storage.fairshare import FairShare
 from storage.handoffs import Dispatcher, PendingDispatches
@@ -66,7 +66,7 @@ def build_services(settings: Settings) -> Services:
     celery = make_celery(settings)
     # An attachment delete writes its webhook deliveries; they are sent after its commit.
     records.announce = announcer(celery)
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    redis = redisconn.connect(settings.redis_url)
     clamd = ClamdClient(settings.clamd_host, settings.clamd_port, timeout=5)
 
     ops = ops_routes.sources_from_settings(settings, records)

@@ -82,6 +82,7 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     )
     workers = attempt("redis", sources.telemetry.workers) or []
     counters = attempt("redis", sources.telemetry.counters) or {}
+    master = attempt("redis", sources.telemetry.master)
     version = attempt("clamd", sources.clamd.version)
     signatures = EngineVersion.parse(version) if version else None
 
@@ -104,6 +105,10 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         "down": dict(attempt.errors),
         "states": states,
         "stalled_seconds": {s: round((now - t).total_seconds(), 1) for s, t in moved.items()},
+        # The Redis every process reaches now: after a Sentinel failover, the promoted replica.
+        "broker": None
+        if master is None
+        else {"master": master.address, "failover": "sentinel" if master.sentinel else "none"},
         "queues": [
             {
                 "name": q.name,

@@ -73,6 +73,8 @@ def check_secrets(settings: Settings, warn: Callable[[str], None] = _log_warning
 
 
 def _mask_url(url: str) -> str:
+    if ";" in url:  # a sentinel:// list: each piece may carry the password
+        return ";".join(_mask_url(piece) for piece in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url

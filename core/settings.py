@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from core import installation
+from core import installation, redisurl
 from core.errors import ConfigError
 
 _PREFIX = "ATTACHD_"
@@ -125,6 +125,7 @@ class Settings:
     # Where the local services and the embedded SQLite store keep data and logs.
     var_dir: Path = Path("var")
     database_url: str = ""  # default: sqlite file under var_dir, filled in by from_env
+    # One Redis, or the Sentinels that name its current master (core/redisurl.py).
     redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "attachd"
@@ -302,7 +303,10 @@ class Settings:
             "DATABASE_URL",
             "must be a sqlite:/// or postgresql+psycopg:// URL",
         )
-        need(self.redis_url.startswith(("redis://", "rediss://")), "REDIS_URL", "must be redis://")
+        try:
+            redisurl.parse(self.redis_url)
+        except ValueError as exc:
+            need(False, "REDIS_URL", str(exc))
         need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
         need(
             self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},

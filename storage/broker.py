@@ -20,6 +20,7 @@ from core import logs
 from core.errors import ServiceUnavailable
 from core.settings import Settings
 from core.tasks import PRIORITY_STEPS, ROUTES, Dispatch, Queue, TaskName
+from storage import redisconn
 from storage.telemetry import REQUEST_ID_HEADER, SENT_AT_HEADER
 
 # The tenant whose count of work in flight a scan message holds (storage/fairshare.py).
@@ -32,7 +33,10 @@ VISIBILITY_TIMEOUT = 2 * TASK_TIME_LIMIT
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("attachd", broker=settings.redis_url, backend=settings.redis_url)
+    # One Redis, or its Sentinels (storage/redisconn.py): then kombu's Sentinel transport finds
+    # the master, and finds the promoted replica after a failover.
+    url, sentinel_options = redisconn.celery_transport(settings.redis_url)
+    app = Celery("attachd", broker=url, backend=url)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -41,7 +45,13 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A lost broker connection (a Redis failover is one) must not kill the tasks running:
+        # terminated after its commit, an attach left the replaced version's objects behind
+        # (and, before storage/versions.py superseded it in the same transaction, two versions
+        # served: make scale-test, "1 duplicated"). Left running, a task finishes its step;
+        # its ack is lost with the connection, and a redelivery (after the visibility timeout)
+        # finds the step done.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_TIME_LIMIT - 60,
         broker_transport_options={
@@ -49,8 +59,12 @@ def make_celery(settings: Settings) -> Celery:
             # A list per lane (core.tasks.Lane), popped in lane order: fair share between
             # tenants, and bulk work behind everyone's.
             "priority_steps": list(PRIORITY_STEPS),
+            **sentinel_options,
         },
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        result_backend_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            **sentinel_options,
+        },
         broker_connection_retry_on_startup=True,
         # An API request must not hang on a dead broker: fail fast, the reconciler re-sends.
         broker_connection_timeout=2,

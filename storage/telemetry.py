@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from core.errors import ServiceUnavailable
 from core.tasks import PRIORITY_STEPS
+from storage import redisconn
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,15 @@ SENT_AT_HEADER = "attachd_sent_at"
 REQUEST_ID_HEADER = "attachd_request_id"
 
 _KEY = "attachd:ops:"
+
+
+@dataclass(frozen=True)
+class BrokerMaster:
+    address: str  # host:port
+    # Chosen by Sentinels (a failover moves it), or the one Redis of a redis:// URL.
+    sentinel: bool
+
+
 PRESENCE_KEY = _KEY + "workers"
 # A worker is online while its heartbeat is younger than this; it beats every PRESENCE_INTERVAL.
 PRESENCE_INTERVAL = 5.0
@@ -157,7 +167,7 @@ class Telemetry:
 
     @classmethod
     def from_url(cls, url: str) -> Telemetry:
-        return cls(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
+        return cls(redisconn.connect(url))
 
     def call(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -167,6 +177,11 @@ class Telemetry:
 
     def ping(self) -> None:
         self.call(self.redis.ping)
+
+    def master(self) -> BrokerMaster:
+        """The Redis that is master now (after a failover, the promoted replica)."""
+        address, sentinel = self.call(lambda: redisconn.master_of(self.redis))
+        return BrokerMaster(address, sentinel)
 
     # --- counters and the latency histogram ---------------------------------------------------
 

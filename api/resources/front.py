@@ -1,6 +1,7 @@
 """The front page at `/`: what this attachd is and where to go from here. Public, like the
-monitoring routes: it names the version, the kind of store, the buckets, clamd's signatures and
-how many workers are online, and never a token, a password or a URL with credentials in it."""
+monitoring routes: it names the version, the kind of store, the buckets, clamd's signatures, the
+broker's current master (an address) and how many workers are online, and never a token, a
+password or a URL with credentials in it."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class FrontResource:
                 "quarantine": s.bucket_quarantine,
             },
             "signatures": None,
+            "broker": None,
             "workers": None,
             "down": {},
         }
@@ -66,6 +68,10 @@ class FrontResource:
                 if version.published
                 else None,
             }
+        master = attempt("redis", self.sources.telemetry.master)
+        if master is not None:
+            # An address, never the URL (it may hold the password).
+            facts["broker"] = {"master": master.address, "sentinel": master.sentinel}
         workers = attempt("redis", self.sources.telemetry.workers)
         if workers is not None:
             facts["workers"] = len(workers)

@@ -16,8 +16,10 @@ import signal
 import subprocess
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -288,3 +290,17 @@ def teardown_leftovers() -> None:
         name = line.split(":")[1].strip().split("@")[0]
         if name.startswith(PREFIX):
             sh("ip", "link", "del", name, check=False)
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """Until check() is true (an exception counts as not yet); RuntimeError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(0.3)

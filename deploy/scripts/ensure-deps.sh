@@ -3,6 +3,7 @@
 # (no apt-get call at all when everything is present).
 #
 #   Debian packages: redis-server (+ redis-tools), clamav-daemon, clamav, postgresql, libmagic1, curl
+#                    (`redis-server --sentinel` is make scale-test's Sentinel: no redis-sentinel)
 #                    and, with ATTACHD_TEST_DEPS=1 (make test), chromium; with ATTACHD_TEST_DEPS=1 or
 #                    ATTACHD_SCALE_DEPS=1 (make scale-test), nginx and iproute2 (the multi-host test)
 #   MinIO server:    via deploy/scripts/minio-bin.sh (MINIO_BIN, PATH, cache, or a `go install` build)

@@ -8,9 +8,8 @@
 #   4. build it into that cache with `go install` (needs Go >= 1.21; Go downloads the 1.24
 #      toolchain that MinIO's go.mod asks for by itself when GOTOOLCHAIN=auto, the default).
 #
-# The build happens in a temporary directory next to the cache and the binary is renamed into
-# place, so an interrupted build never leaves a broken cache entry. A flock on
-# <cache>/minio-<commit>.lock makes concurrent callers wait for one build instead of racing.
+# Steps 3 and 4 are deploy/scripts/go-tool.sh's, shared with tusd-bin.sh (an atomic rename into
+# the cache, a flock so concurrent callers wait for one build).
 #
 # Usage:  minio=$(deploy/scripts/minio-bin.sh)
 set -euo pipefail
@@ -23,6 +22,9 @@ MINIO_MODULE="github.com/minio/minio"
 MINIO_PSEUDO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO_COMMIT="${MINIO_PSEUDO_VERSION##*-}" # 7aac2a2c5b7c
 
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=go-tool.sh
+source "$SCRIPT_DIR/go-tool.sh"
 log() { printf 'minio-bin: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -58,25 +60,13 @@ if path_bin=$(command -v minio 2>/dev/null) && [[ -n $path_bin ]]; then
     log "ignoring $path_bin: '--version' does not report a MinIO server (the mc client?)"
 fi
 
-# 3. cache
-cache_root="${ATTACHD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/attachd}"
-mkdir -p "$cache_root"
-cache_root=$(cd "$cache_root" && pwd -P)
-cache_dir="$cache_root/minio-$MINIO_COMMIT"
-cached_bin="$cache_dir/bin/minio"
-
-if is_minio_server "$cached_bin"; then
-    printf '%s\n' "$cached_bin"
-    exit 0
-fi
-
-# 4. build (under a lock; re-check the cache once we hold it, another caller may have built it)
-no_go_message() {
+# 3. the cache, 4. a build into it (go-tool.sh)
+go_tool_no_go() {
     cat >&2 <<EOF
 minio-bin: ERROR: no MinIO server binary found and it cannot be built here: $1
   Either
     - install Go >= 1.21 so this script can build MinIO ($MINIO_MODULE@$MINIO_PSEUDO_VERSION) into
-      $cache_dir
+      $GO_TOOL_CACHE_DIR
       (apt-get install golang-go on Debian 13 / bookworm-backports, or a release from https://go.dev/dl/;
       Debian 12's own golang-go 1.19 is too old), or
     - set MINIO_BIN to an existing minio server binary, or
@@ -89,10 +79,10 @@ EOF
 
 # Someone may be running the very same `go install` without our lock (e.g. a provisioning step
 # started by hand). Wait for it instead of building a second copy in parallel.
-wait_for_foreign_build() {
+go_tool_before_build() {
     local waited=0 limit=${ATTACHD_MINIO_BUILD_WAIT:-1800}
     while pgrep -f "go install ${MINIO_MODULE}@${MINIO_PSEUDO_VERSION}" >/dev/null 2>&1; do
-        if is_minio_server "$cached_bin"; then return 0; fi
+        if is_minio_server "$GO_TOOL_CACHED"; then return 0; fi
         if ((waited == 0)); then log "a 'go install $MINIO_MODULE@$MINIO_PSEUDO_VERSION' is already running; waiting for it"; fi
         if ((waited >= limit)); then log "gave up waiting for the other build after ${limit}s"; return 0; fi
         sleep 5
@@ -102,38 +92,4 @@ wait_for_foreign_build() {
     sleep 1
 }
 
-exec 9>"$cache_root/minio-$MINIO_COMMIT.lock"
-if ! flock -n 9; then
-    log "another process is building MinIO into $cache_dir; waiting for its lock"
-    flock 9
-fi
-
-wait_for_foreign_build
-if is_minio_server "$cached_bin"; then
-    printf '%s\n' "$cached_bin"
-    exit 0
-fi
-
-command -v go >/dev/null 2>&1 || no_go_message "'go' is not on PATH"
-go_version=$(go env GOVERSION 2>/dev/null || go version | awk '{print $3}')
-go_minor=$(sed -nE 's/^go1\.([0-9]+).*/\1/p' <<<"$go_version")
-if [[ -z $go_minor ]] || ((go_minor < 21)); then
-    no_go_message "found $go_version, but Go >= 1.21 is needed (MinIO needs Go 1.24; Go >= 1.21 fetches that toolchain itself)"
-fi
-
-mkdir -p "$cache_dir/bin"
-# leftovers of interrupted builds (nobody else can be building: we hold the lock)
-rm -rf "$cache_dir"/.build.*
-tmp_dir=$(mktemp -d "$cache_dir/.build.XXXXXX")
-trap 'rm -rf "$tmp_dir"' EXIT
-trap 'exit 130' INT TERM HUP
-
-log "building $MINIO_MODULE@$MINIO_PSEUDO_VERSION with $go_version (this takes several minutes the first time)"
-start=$SECONDS
-if ! GOBIN="$tmp_dir" GOFLAGS=-trimpath go install "$MINIO_MODULE@$MINIO_PSEUDO_VERSION" </dev/null >&2; then
-    die "go install $MINIO_MODULE@$MINIO_PSEUDO_VERSION failed (see output above)"
-fi
-is_minio_server "$tmp_dir/minio" || die "the freshly built $tmp_dir/minio does not run"
-mv -f "$tmp_dir/minio" "$cached_bin" # same filesystem: atomic rename
-log "built $cached_bin in $((SECONDS - start))s"
-printf '%s\n' "$cached_bin"
+go_tool_bin minio "$MINIO_MODULE" "$MINIO_PSEUDO_VERSION" "$MINIO_COMMIT" is_minio_server

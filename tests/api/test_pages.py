@@ -112,6 +112,7 @@ def test_a_source_that_is_down_is_said_so_on_the_front_page(world: World) -> Non
     page = app_with(world, ops).simulate_get("/").text
     assert "clamd is not answering" in page
     assert "Redis is not answering" in page
+    assert re.search(r'data-fact="broker"><span class="down">Redis is not answering<', page)
 
 
 def test_under_the_url_prefix_the_links_stay_under_it(world: World) -> None:

@@ -136,6 +136,9 @@ def test_the_dashboard_shows_what_the_store_and_broker_hold(
     assert int(shown["scan:clean"]) >= 3
     assert int(shown["finished_window"]) == 4
     assert shown["clamd:engine"].startswith("ClamAV")
+    # One Redis here: the broker master is its own address (with Sentinel, the one they name).
+    redis_port = ops.settings.redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert shown["broker:master"].strip() == f"127.0.0.1:{redis_port}"
     assert shown["sanitized:changed"].strip() == "1"
     assert shown["sanitized:unchanged"].strip() == "2"
     assert int(shown["sanitized:bytes"]) > len("Jane Doe, 12 Main Street")

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from core import redisurl
 from tests.conftest import REPO
 
 TOPOLOGY = tomllib.loads((REPO / "deploy" / "scale" / "topology.toml").read_text())
@@ -53,10 +54,18 @@ def test_the_topology_is_one_subnet_of_distinct_hosts() -> None:
     assert net.is_private, "the scale test's addresses must never be routable"
     # The rig names each host's link asc-v-<host>, at most 15 bytes: no two may collide.
     assert len({("asc-v-" + h)[:15] for h in HOSTS}) == len(HOSTS)
-    for kind in ("nginx", "api", "minio", "postgres", "redis", "worker", "clamd", "beat", "flower"):
+    kinds = ("nginx", "api", "minio", "postgres", "redis", "redis-replica", "sentinel", "worker")
+    for kind in (*kinds, "clamd", "beat", "flower"):
         assert of_kind(kind), f"the topology has no {kind}"
     assert len(of_kind("beat")) == 1, "one beat in the whole fleet"
     assert len(of_kind("api")) >= 2 and len(of_kind("worker")) >= 2
+    # Redis fails over: a replica on another host than the master, and three Sentinels (a
+    # quorum of two) on three hosts, so losing any one host leaves a majority.
+    (master,) = of_kind("redis")
+    assert of_kind("redis-replica")
+    assert all(SERVICES[r][0] != SERVICES[master][0] for r in of_kind("redis-replica"))
+    sentinels = of_kind("sentinel")
+    assert len(sentinels) == 3 and len({SERVICES[s][0] for s in sentinels}) == 3
     # Every worker host scans with its own clamd.
     for svc in of_kind("worker"):
         host = SERVICES[svc][0]
@@ -86,8 +95,15 @@ def test_each_compose_service_is_its_kind() -> None:
         assert COMPOSE[svc]["image"].startswith("clamav/"), svc
     for svc in of_kind("postgres"):
         assert COMPOSE[svc]["image"].startswith("postgres:"), svc
-    for svc in of_kind("redis"):
+    (master,) = of_kind("redis")
+    for svc in [master, *of_kind("redis-replica"), *of_kind("sentinel")]:
         assert COMPOSE[svc]["image"].startswith("redis:"), svc
+    for svc in of_kind("redis-replica"):
+        assert f"--replicaof {master} {PORTS['redis']}" in " ".join(COMPOSE[svc]["command"])
+    for svc in of_kind("sentinel"):
+        script = " ".join(COMPOSE[svc]["command"])
+        assert f"sentinel monitor attachd {master} {PORTS['redis']} 2" in script, svc
+        assert "--sentinel" in script and f"port {PORTS['sentinel']}" in script, svc
     (lb,) = of_kind("nginx")
     assert COMPOSE[lb]["image"].startswith("nginx:")
     assert any("deploy/nginx/attachd.conf" in v for v in COMPOSE[lb]["volumes"])
@@ -120,10 +136,15 @@ def test_every_process_reaches_the_others_by_the_topologys_names() -> None:
     env = COMPOSE[of_kind("api")[0]]["environment"]
     (lb,) = of_kind("nginx")
     (pg,) = of_kind("postgres")
-    (redis,) = of_kind("redis")
     assert env["ATTACHD_S3_ENDPOINT"] == f"{lb}:{PORTS['s3']}"
     assert f"@{pg}:{PORTS['postgres']}/" in env["ATTACHD_DATABASE_URL"]
-    assert f"@{redis}:{PORTS['redis']}/" in env["ATTACHD_REDIS_URL"]
+    # Redis is reached through every Sentinel, never at one address.
+    url = env["ATTACHD_REDIS_URL"].replace(
+        "${ATTACHD_REDIS_PASSWORD:?set ATTACHD_REDIS_PASSWORD}", "pw"
+    )
+    redis = redisurl.parse(url)
+    assert list(redis.sentinels) == [(s, PORTS["sentinel"]) for s in of_kind("sentinel")]
+    assert redis.master_name == "attachd" and redis.password
     assert env["ATTACHD_CLAMD_PORT"] == str(PORTS["clamd"])
 
 
