@@ -91,6 +91,17 @@ def record_and_send(
         sniffed_type=got.sniffed,
         staging_key=got.staging_key,
     )
+    # Logged before it is sent: a worker may take it and log its scan before this line would be
+    # written otherwise, and the story of an upload must read in order.
+    with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
+        log.info(
+            "upload %s received: '%s' (%s, %d bytes) for profile %s; sending it to scan",
+            upload.id,
+            got.name,
+            got.declared,
+            reader.size,
+            got.profile_id,
+        )
     # After commit: a task must never run before the row it reads exists. If the broker is down
     # the upload stays `staged`, its hand-off is kept and sent the moment the broker answers
     # (storage/handoffs.py; the reconciler is the last resort); the client still gets its
@@ -99,16 +110,6 @@ def record_and_send(
         enqueue(upload.id, got.tenant, bulk=bulk)
     except Exception:
         log.warning("upload %s not sent to scan yet: the broker is unreachable", upload.id)
-    else:
-        with logs.bound(upload_id=upload.id):  # as the workers' lines carry it
-            log.info(
-                "upload %s received: '%s' (%s, %d bytes) for profile %s; sent to scan",
-                upload.id,
-                got.name,
-                got.declared,
-                reader.size,
-                got.profile_id,
-            )
     return attachment, upload
 
 

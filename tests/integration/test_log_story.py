@@ -91,7 +91,7 @@ def test_one_upload_reads_as_a_story(
     short = ids["story.png"][:8]
     expected = [
         rf"^\d\d:\d\d:\d\d api +\| \d\d:\d\d:\d\d INFO  intake\[\d+\] req \w{{8}}: upload {short} "
-        r"received: 'story.png' \(image/png, \d+ bytes\) for profile \w{24}; sent to scan$",
+        r"received: 'story.png' \(image/png, \d+ bytes\) for profile \w{24}; sending it to scan$",
         rf"^.* worker +\| .* INFO  pipeline\[\d+\] scan \w{{8}} req \w{{8}}: upload {short} "
         r"scanned clean \(ClamAV [^)]+\); checking its content next$",
         # A small file's verify and attach run in its scan task (workers/fused.py).
