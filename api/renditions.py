@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.params import optional_number
 from core.errors import BadRequest, NotFound
 from storage.records import Upload
 
@@ -34,7 +35,7 @@ def select(upload: Upload, size: str | None, configured: tuple[int, ...]) -> Sel
     sizes = ", ".join(str(n) for n in configured) or "none"
     if upload.declared_type in _NO_RENDITIONS:
         raise BadRequest(f"{upload.declared_type} has no renditions (configured sizes: {sizes})")
-    px = int(size) if size.isascii() and size.isdigit() else None
+    px = optional_number(size, SIZE_PARAM)
     if px is None or px not in configured:
         raise BadRequest(f"size must be one of the configured rendition sizes: {sizes}")
     rendition = upload.rendition(px)
