@@ -177,6 +177,9 @@ class Settings:
     # The demo page (/demo) uploads with `attachd demo`'s token, held server-side, for anyone
     # who reaches the API: make run turns it on; nothing else should.
     demo: bool = False
+    # Host names the demo answers to besides loopback and ATTACHD_API_HOST: a page reached
+    # under any other name (DNS rebinding) gets nothing from it.
+    demo_hosts: tuple[str, ...] = ()
     # Flower binds to loopback unless told otherwise; `attachd flower` refuses any other address
     # without basic auth.
     flower_host: str = "127.0.0.1"
@@ -267,6 +270,7 @@ class Settings:
             "log_level": str,
             "log_format": str,
             "demo": _bool,
+            "demo_hosts": _csv,
             "flower_host": str,
             "ops_user": str,
             "ops_password": str,

@@ -1,8 +1,11 @@
 """Issue 23 on the real stack, the API's own edges: numbers in query strings that are not
-numbers."""
+numbers, and the demo lending its token only to its own page, with the download's safety
+headers kept."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -11,8 +14,10 @@ import requests
 from tests.conftest import png_bytes
 from tests.integration.api_support import (
     Account,
+    api_server,
     assert_error,
     get,
+    multipart_body,
     new_account,
     upload_attached,
 )
@@ -23,6 +28,10 @@ pytestmark = pytest.mark.integration
 # '²' and '٣' pass str.isdigit; 4,400 digits pass it too and exceed int()'s limit: all three
 # were 500s. The rest are plain malformed numbers.
 MALFORMED = ("²", "٣", "9" * 4400, "1" * 13, "-1", "1e3", " 7", "0x10")
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b'<rect width="10" height="10" fill="red"/></svg>'
+)
 
 
 @pytest.fixture
@@ -51,3 +60,77 @@ def test_no_route_answers_500_to_a_malformed_number(stack: Stack, account: Accou
             assert_error(resp, 403, "ACCESS_DENIED")
     # The well-formed ones still work.
     assert get(stack.base_url, account, "/attachment/pic", params={"size": "128"}).ok
+
+
+# --- the demo -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Account]]:
+    """A gunicorn with the demo on, as `make run` starts it, and the demo's account."""
+    var = tmp_path_factory.mktemp("demo-var")
+    account = new_account(stack.records)
+    (var / "demo.json").write_text(
+        json.dumps({"tenant": account.tenant, "token": account.token, "profile": account.profile_id})
+    )
+    logs = tmp_path_factory.mktemp("demo-logs")
+    with api_server(stack, logs, ATTACHD_DEMO="true", ATTACHD_VAR_DIR=str(var)) as base:
+        yield base, account
+
+
+def _post_demo(base: str, headers: dict[str, str]) -> requests.Response:
+    body, content_type = multipart_body("drop.png", png_bytes(12, 12))
+    return requests.post(
+        base + "/demo/upload",
+        data=body,
+        headers={"Content-Type": content_type, **headers},
+        timeout=30,
+    )
+
+
+def test_the_demo_lends_its_token_only_to_its_own_page(
+    stack: Stack, demo: tuple[str, Account]
+) -> None:
+    base, account = demo
+    own = urlsplit(base).netloc
+    for headers in (
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "null"},
+        # DNS rebinding: the attacker's name resolved to us, so the request is "same-origin".
+        {"Host": "evil.example", "Origin": "http://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ):
+        assert_error(_post_demo(base, headers), 403, "ACCESS_DENIED")
+    assert stack.records.find_attachment(account.profile_id, "drop") is None
+
+    rebound = {"Host": f"evil.example:{urlsplit(base).port}"}
+    for path in ("/demo", "/demo/status/drop", "/demo/file/drop"):
+        assert_error(requests.get(base + path, headers=rebound, timeout=30), 403, "ACCESS_DENIED")
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    for path in ("/demo/status/drop", "/demo/file/drop"):
+        assert_error(requests.get(base + path, headers=cross, timeout=30), 403, "ACCESS_DENIED")
+
+    # The page's own calls, as a browser sends them, and a navigation from elsewhere to the page.
+    mine = {"Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}
+    answer = _post_demo(base, mine)
+    assert answer.status_code == 200, answer.text
+    assert requests.get(base + "/demo", headers=cross, timeout=30).status_code == 200
+    status = requests.get(base + "/demo/status/drop", headers=mine, timeout=30)
+    assert status.status_code == 200, status.text
+
+
+def test_the_demo_serves_a_file_with_the_downloads_safety_headers(
+    stack: Stack, demo: tuple[str, Account]
+) -> None:
+    base, account = demo
+    upload_attached(stack, account, "shape.svg", SVG)
+    direct = get(stack.base_url, account, "/attachment/shape")
+    assert direct.status_code == 200
+    relayed = requests.get(base + "/demo/file/shape", timeout=30)
+    assert relayed.status_code == 200 and relayed.content == direct.content
+    assert relayed.headers["Content-Type"].startswith("image/svg+xml")
+    for header in ("Content-Security-Policy", "Content-Disposition"):
+        assert relayed.headers.get(header) == direct.headers[header], header
+    assert "sandbox" in relayed.headers["Content-Security-Policy"]
