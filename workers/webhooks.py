@@ -62,6 +62,9 @@ class Answer:
 def resolve_checked(host: str, port: int, allowed: Sequence[str]) -> str:
     """The address to connect to: every address `host` resolves to must be allowed, and the
     connection goes to the one checked, so a second lookup cannot swap it (DNS rebinding)."""
+    # urllib3 gives an IPv6 literal in brackets, which getaddrinfo cannot resolve: the guard
+    # then never saw `[2002:7f00:1::]` at all (the CLI took it as "not deployed yet").
+    host = host.removeprefix("[").removesuffix("]")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

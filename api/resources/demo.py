@@ -68,9 +68,9 @@ class Gate:
     call must come from our own origin (a cross-site multipart POST needs no CORS preflight)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.hosts = _LOOPBACK | {settings.api_host.lower()} | {
-            host.lower() for host in settings.demo_hosts
-        }
+        self.hosts = (
+            _LOOPBACK | {settings.api_host.lower()} | {host.lower() for host in settings.demo_hosts}
+        )
 
     def host(self, req: falcon.Request) -> None:
         if req.host.lower() not in self.hosts:
@@ -84,7 +84,10 @@ class Gate:
         origin = req.get_header("Origin")
         # Browsers send Origin with every POST; "null" is a sandboxed or opaque origin. The
         # scheme is not compared: behind a TLS proxy the API sees http for an https page.
-        if origin is not None and urlsplit(origin).netloc.lower() != (req.get_header("Host") or "").lower():
+        if (
+            origin is not None
+            and urlsplit(origin).netloc.lower() != (req.get_header("Host") or "").lower()
+        ):
             raise AccessDenied("The demo answers only its own page, not another site's")
 
 

@@ -71,7 +71,9 @@ def demo(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     var = tmp_path_factory.mktemp("demo-var")
     account = new_account(stack.records)
     (var / "demo.json").write_text(
-        json.dumps({"tenant": account.tenant, "token": account.token, "profile": account.profile_id})
+        json.dumps(
+            {"tenant": account.tenant, "token": account.token, "profile": account.profile_id}
+        )
     )
     logs = tmp_path_factory.mktemp("demo-logs")
     with api_server(stack, logs, ATTACHD_DEMO="true", ATTACHD_VAR_DIR=str(var)) as base:

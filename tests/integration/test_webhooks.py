@@ -119,7 +119,17 @@ def test_each_event_arrives_once_signed_and_only_to_its_tenant(
 
 def test_add_refuses_receivers_the_guard_refuses(stack: Stack) -> None:
     env = {**stack.env, "ATTACHD_WEBHOOK_ALLOWED_NETWORKS": ""}
-    for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest", "ftp://example.com/"):
+    for url in (
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/",
+        # Issue 23: carrier-grade NAT (a cloud's metadata service), loopback inside 6to4 and
+        # NAT64, a private address inside Teredo.
+        "http://100.100.100.200/latest/meta-data",
+        "http://[2002:7f00:1::]/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x",
+    ):
         done = subprocess.run(
             [str(REPO / ".venv/bin/attachd"), "webhook", "add", "--url", url],
             env=env,
