@@ -216,6 +216,9 @@ class Settings:
     webhook_retry_max_seconds: float = 3600.0
     webhook_give_up_seconds: float = 86400.0
     webhook_allowed_networks: tuple[str, ...] = ()
+    # Attempts in flight to one subscription at once: a receiver that answers slowly holds at
+    # most this many webhook processes, the rest serve every other receiver.
+    webhook_receiver_concurrency: int = 2
     # Signed download links (api/signing.py): HMAC keys, the first signs and every one verifies
     # (rotation); none set, the link routes answer 503. Links live at most this many seconds.
     url_secret: tuple[str, ...] = ()
@@ -285,6 +288,7 @@ class Settings:
             "webhook_retry_max_seconds": float,
             "webhook_give_up_seconds": float,
             "webhook_allowed_networks": _networks,
+            "webhook_receiver_concurrency": _int,
             "url_secret": _csv,
             "signed_url_max_seconds": _int,
         }
@@ -348,6 +352,11 @@ class Settings:
             self.webhook_retry_max_seconds >= self.webhook_retry_base_seconds,
             "WEBHOOK_RETRY_MAX_SECONDS",
             "must be at least WEBHOOK_RETRY_BASE_SECONDS",
+        )
+        need(
+            self.webhook_receiver_concurrency >= 1,
+            "WEBHOOK_RECEIVER_CONCURRENCY",
+            "must be at least 1",
         )
         need(
             self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD", "must be at least 1"
