@@ -128,6 +128,13 @@ class Settings:
     clamd_timeout: float = 60.0
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # nginx in front of gunicorn (make run and make up set it): nginx answers on api_host:api_port
+    # and gunicorn listens on 127.0.0.1:api_backend_port. gunicorn's threads read a request line
+    # as slowly as a client sends it, so a few dozen clients sending one byte each froze it; nginx
+    # holds such clients at no cost and drops them after api_header_timeout seconds.
+    api_proxy: bool = False
+    api_backend_port: int = 8079
+    api_header_timeout: float = 10.0
     api_workers: int = 2
     api_threads: int = 8
     url_prefix: str = ""
@@ -245,6 +252,9 @@ class Settings:
             "clamd_timeout": float,
             "api_host": str,
             "api_port": _int,
+            "api_proxy": _bool,
+            "api_backend_port": _int,
+            "api_header_timeout": float,
             "api_workers": _int,
             "api_threads": _int,
             "url_prefix": _prefix,
@@ -330,6 +340,13 @@ class Settings:
         )
         need(self.redis_url.startswith(("redis://", "rediss://")), "REDIS_URL", "must be redis://")
         need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
+        need(0 < self.api_backend_port < 65536, "API_BACKEND_PORT", "must be a TCP port")
+        need(
+            not self.api_proxy or self.api_backend_port != self.api_port,
+            "API_BACKEND_PORT",
+            "must differ from ATTACHD_API_PORT (nginx listens there)",
+        )
+        need(self.api_header_timeout > 0, "API_HEADER_TIMEOUT", "must be positive")
         need(
             self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
             "LOG_LEVEL",

@@ -22,6 +22,9 @@ FLOWER="http://127.0.0.1:${ATTACHD_FLOWER_PORT:-5555}"
 # MinIO and clamd ports for the app, derived from the ports the services script starts them on.
 export ATTACHD_S3_ENDPOINT=${ATTACHD_S3_ENDPOINT:-127.0.0.1:${ATTACHD_MINIO_PORT:-9000}}
 export ATTACHD_REDIS_URL=${ATTACHD_REDIS_URL:-redis://127.0.0.1:${ATTACHD_REDIS_PORT:-6379}/0}
+# nginx in front of gunicorn on the public port (attachd/stack/proxy.py): gunicorn facing clients
+# is frozen by a few dozen that never finish their request line. gunicorn listens on loopback.
+export ATTACHD_API_PROXY=${ATTACHD_API_PROXY:-true}
 # The demo page (/demo) is for this local stack only; production never sets it.
 export ATTACHD_DEMO=${ATTACHD_DEMO:-true}
 # A local stack runs on the development MinIO key its own services script made: allowed here,

@@ -1,17 +1,22 @@
 """Issue 23 on the real stack, the API's own edges: numbers in query strings that are not
-numbers, and the demo lending its token only to its own page, with the download's safety
-headers kept."""
+numbers, the demo lending its token only to its own page (with the download's safety headers
+kept), and clients that never finish their request line, which froze gunicorn facing them."""
 
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.conftest import png_bytes
+from attachd.stack import Stack as ProcessStack
+from attachd.stack import components_of
+from core.settings import Settings
+from tests.conftest import _free_port, png_bytes
 from tests.integration.api_support import (
     Account,
     api_server,
@@ -136,3 +141,71 @@ def test_the_demo_serves_a_file_with_the_downloads_safety_headers(
     for header in ("Content-Security-Policy", "Content-Disposition"):
         assert relayed.headers.get(header) == direct.headers[header], header
     assert "sandbox" in relayed.headers["Content-Security-Policy"]
+
+
+# --- the front: clients that never finish their request -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fronted(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
+    """The API as `make run` starts it (ATTACHD_API_PROXY): nginx on the public port, gunicorn
+    behind it on loopback, with a short header timeout to keep the test quick."""
+    env = {
+        **stack.env,
+        "ATTACHD_API_PROXY": "true",
+        "ATTACHD_API_PORT": str(_free_port()),
+        "ATTACHD_API_BACKEND_PORT": str(_free_port()),
+        "ATTACHD_API_HEADER_TIMEOUT": "3",
+        "ATTACHD_VAR_DIR": str(tmp_path_factory.mktemp("front-var")),
+    }
+    processes = ProcessStack(
+        env, components_of(Settings.from_env(env))[:2], log_dir=tmp_path_factory.mktemp("front")
+    )
+    processes.start()
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
+def _one_byte_clients(base: str, n: int) -> list[socket.socket]:
+    host, port = urlsplit(base).hostname or "", urlsplit(base).port or 80
+    clients = []
+    for _ in range(n):
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(b"G")
+        clients.append(sock)
+    return clients
+
+
+def test_clients_that_never_finish_their_request_line_do_not_freeze_the_api(
+    fronted: ProcessStack,
+) -> None:
+    assert [c.name for c in fronted.components] == ["api", "proxy"]
+    clients = _one_byte_clients(fronted.base_url, 48)
+    try:
+        started = time.monotonic()
+        resp = requests.get(fronted.base_url + "/api/1/monitoring/version", timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert time.monotonic() - started < 2
+        # And the front lets them go after ATTACHD_API_HEADER_TIMEOUT (3 s here).
+        deadline = time.monotonic() + 15
+        for sock in clients:
+            sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            answer = _until_closed(sock)  # socket.timeout here: still held after 15 s
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
