@@ -40,6 +40,7 @@ def components_of(settings: Settings) -> tuple[str, ...]:
     """What `make run` starts: with ATTACHD_API_PROXY, nginx in front of the API too."""
     return ("api", "proxy", *COMPONENTS[1:]) if settings.api_proxy else COMPONENTS
 
+
 Probe = Callable[["subprocess.Popen[bytes]"], bool]
 
 
