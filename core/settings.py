@@ -6,6 +6,8 @@ with a message that names the variable, never the first request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -41,6 +43,19 @@ def _sizes(value: str) -> tuple[int, ...]:
     if any(size < 1 for size in sizes):
         raise ValueError("sizes must be positive")
     return tuple(sizes)
+
+
+def _fernet_keys(value: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys: each the url-safe base64 of 32 bytes (a 44-character text)."""
+    keys = _csv(value)
+    for key in keys:
+        try:
+            raw = base64.urlsafe_b64decode(key.encode())
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("every key must be the url-safe base64 of 32 bytes (a Fernet key)")
+    return keys
 
 
 def _size(value: str) -> int:
@@ -226,6 +241,9 @@ class Settings:
     # Attempts in flight to one subscription at once: a receiver that answers slowly holds at
     # most this many webhook processes, the rest serve every other receiver.
     webhook_receiver_concurrency: int = 2
+    # Fernet keys (32 url-safe base64 bytes) that encrypt webhook secrets at rest: the first
+    # encrypts, every one decrypts (rotation: new,old, then `attachd webhook reseal`).
+    webhook_secret_key: tuple[str, ...] = ()
     # Signed download links (api/signing.py): HMAC keys, the first signs and every one verifies
     # (rotation); none set, the link routes answer 503. Links live at most this many seconds.
     url_secret: tuple[str, ...] = ()
@@ -299,6 +317,7 @@ class Settings:
             "webhook_give_up_seconds": float,
             "webhook_allowed_networks": _networks,
             "webhook_receiver_concurrency": _int,
+            "webhook_secret_key": _fernet_keys,
             "url_secret": _csv,
             "signed_url_max_seconds": _int,
         }

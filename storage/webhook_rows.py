@@ -11,6 +11,7 @@ from sqlalchemy import Row
 
 from core.webhooks import DeliveryState
 from storage.engine import as_utc, utcnow
+from storage.secretbox import SecretBox
 from storage.webhook_schema import webhook_deliveries, webhook_events, webhook_subscriptions
 
 _subs, _events, _dlv = webhook_subscriptions, webhook_events, webhook_deliveries
@@ -33,6 +34,20 @@ class Subscription:
         if self.previous_secret and self.previous_until and self.previous_until > now:
             return (self.secret, self.previous_secret)
         return (self.secret,)
+
+    def wants(self, event: str, tenant: str) -> bool:
+        return (self.tenant is None or self.tenant == tenant) and (
+            self.events is None or event in self.events
+        )
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who wants which events: all a move's transaction needs to write deliveries (no secret)."""
+
+    id: str
+    tenant: str | None
+    events: tuple[str, ...] | None
 
     def wants(self, event: str, tenant: str) -> bool:
         return (self.tenant is None or self.tenant == tenant) and (
@@ -73,15 +88,17 @@ class OutboxStats:
     recent_failures: list[Delivery]
 
 
-def subscription_row(row: Row[Any]) -> Subscription:
+def subscription_row(row: Row[Any], box: SecretBox) -> Subscription:
+    """The subscription with its secrets decrypted."""
     m = row._mapping
+    previous = m[_subs.c.previous_secret]
     return Subscription(
         id=m[_subs.c.id],
         url=m[_subs.c.url],
         tenant=m[_subs.c.tenant],
         events=tuple(m[_subs.c.events]) if m[_subs.c.events] is not None else None,
-        secret=m[_subs.c.secret],
-        previous_secret=m[_subs.c.previous_secret],
+        secret=box.open(m[_subs.c.secret]),
+        previous_secret=box.open(previous) if previous else None,
         previous_until=as_utc(m[_subs.c.previous_until]),
         created_at=as_utc(m[_subs.c.created_at]) or utcnow(),
     )

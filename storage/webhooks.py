@@ -19,14 +19,16 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from core.domain import State
 from core.tasks import ROUTES, TaskName
 from core.webhooks import EVENT_FOR_STATE, DeliveryState, EventType, new_secret
 from storage.engine import EngineBound, as_utc, new_object_id, utcnow
 from storage.schema import attachments, profiles, uploads
+from storage.secretbox import SecretBox
 from storage.webhook_rows import (
+    Audience,
     Delivery,
     Job,
     OutboxStats,
@@ -75,9 +77,12 @@ def _joined() -> Any:
 # --- written inside the caller's transaction ----------------------------------------------------
 
 
-def _interested(conn: Connection, event: EventType) -> list[Subscription]:
-    rows = conn.execute(select(_subs)).all()
-    return [s for s in map(subscription_row, rows) if s.events is None or event in s.events]
+def _interested(conn: Connection, event: EventType) -> list[Audience]:
+    rows = conn.execute(select(_subs.c.id, _subs.c.tenant, _subs.c.events)).all()
+    found = [
+        Audience(r.id, r.tenant, tuple(r.events) if r.events is not None else None) for r in rows
+    ]
+    return [a for a in found if a.events is None or event in a.events]
 
 
 def upload_event(
@@ -149,7 +154,7 @@ def deleted_event(conn: Connection, attachment_id: str, now: datetime) -> list[s
 def _fan_out(
     conn: Connection,
     event: EventType,
-    subs: Sequence[Subscription],
+    subs: Sequence[Audience],
     data: dict[str, Any],
     now: datetime,
 ) -> list[str]:
@@ -210,6 +215,14 @@ def _running(subscription_id: str, now: datetime) -> Any:
 
 
 class Webhooks(EngineBound):
+    """The outbox. Its secrets are sealed with `box` on the way in and opened on the way out:
+    without a key (SecretBox(())), everything but adding, rotating and reading a subscription's
+    secret still works."""
+
+    def __init__(self, engine: Engine, box: SecretBox | None = None) -> None:
+        super().__init__(engine)
+        self.box = box or SecretBox(())
+
     def add_subscription(
         self, url: str, tenant: str | None, events: Sequence[str] | None
     ) -> Subscription:
@@ -231,7 +244,7 @@ class Webhooks(EngineBound):
                     url=url,
                     tenant=tenant,
                     events=list(sub.events) if sub.events else None,
-                    secret=sub.secret,
+                    secret=self.box.seal(sub.secret),
                     created_at=now,
                 )
             )
@@ -240,7 +253,7 @@ class Webhooks(EngineBound):
     def subscriptions(self) -> list[Subscription]:
         with self.transaction() as conn:
             rows = conn.execute(select(_subs).order_by(_subs.c.created_at, _subs.c.id)).all()
-        return [subscription_row(r) for r in rows]
+        return [subscription_row(r, self.box) for r in rows]
 
     def remove_subscription(self, sub_id: str) -> bool:
         """The subscription and its deliveries (pending ones are not sent any more)."""
@@ -258,9 +271,29 @@ class Webhooks(EngineBound):
             conn.execute(
                 update(_subs)
                 .where(_subs.c.id == sub_id)
-                .values(secret=secret, previous_secret=row[0], previous_until=utcnow() + keep)
+                .values(
+                    secret=self.box.seal(secret),
+                    previous_secret=row[0],  # as sealed as it was
+                    previous_until=utcnow() + keep,
+                )
             )
         return secret
+
+    def reseal_secrets(self) -> int:
+        """Every secret under the box's first key (after a key rotation, or stored before
+        encryption); returns how many subscriptions were rewritten."""
+        with self.transaction() as conn:
+            rows = conn.execute(select(_subs.c.id, _subs.c.secret, _subs.c.previous_secret)).all()
+            for sub_id, secret, previous in rows:
+                conn.execute(
+                    update(_subs)
+                    .where(_subs.c.id == sub_id)
+                    .values(
+                        secret=self.box.reseal(secret),
+                        previous_secret=self.box.reseal(previous) if previous else None,
+                    )
+                )
+        return len(rows)
 
     # --- deliveries ---------------------------------------------------------------------------
 
@@ -269,7 +302,11 @@ class Webhooks(EngineBound):
             row = conn.execute(_joined().where(_dlv.c.id == delivery_id)).first()
         if row is None:
             return None
-        return Job(delivery_row(row), row._mapping[_events.c.body].encode(), subscription_row(row))
+        return Job(
+            delivery_row(row),
+            row._mapping[_events.c.body].encode(),
+            subscription_row(row, self.box),
+        )
 
     def claim(
         self,

@@ -32,6 +32,7 @@ from core.tasks import ROUTES, TaskName
 from core.webhooks import forbidden_address, retry_delay, signature_header
 from storage.engine import utcnow
 from storage.records import RecordStore
+from storage.secretbox import SecretBox
 from storage.telemetry import Telemetry
 from storage.webhooks import Job, Webhooks
 
@@ -315,7 +316,8 @@ def build_courier(settings: Settings, app: Celery, records: RecordStore) -> Cour
         except (AttachdError, OSError) as exc:
             log.warning("metrics: webhook attempt not counted: %s", exc)
 
-    return Courier(Webhooks(records.engine), Policy.from_settings(settings), sender(app), count)
+    store = Webhooks(records.engine, SecretBox(settings.webhook_secret_key))
+    return Courier(store, Policy.from_settings(settings), sender(app), count)
 
 
 def register(app: Celery, courier: Callable[[], Courier], settings: Settings) -> None:

@@ -18,6 +18,7 @@ from attachd.cli.context import Context, pass_ctx
 from core.settings import Settings
 from core.webhooks import DeliveryState, EventType, parse_events
 from storage.broker import make_celery
+from storage.secretbox import SecretBox
 from storage.webhooks import Delivery, Subscription, Webhooks, announcer
 from workers.webhooks import Refused, resolve_checked
 
@@ -28,7 +29,7 @@ def webhook() -> None:
 
 
 def _store(ctx: Context) -> Webhooks:
-    return Webhooks(ctx.records().engine)
+    return Webhooks(ctx.records().engine, SecretBox(ctx.settings.webhook_secret_key))
 
 
 def check_url(url: str, settings: Settings) -> None:
@@ -147,6 +148,15 @@ def webhook_rotate(ctx: Context, subscription_id: str, keep_hours: float, as_jso
     if secret is None:
         raise click.ClickException(f"no webhook {subscription_id}")
     click.echo(json.dumps({"id": subscription_id, "secret": secret}) if as_json else secret)
+
+
+@webhook.command("reseal")
+@pass_ctx
+def webhook_reseal(ctx: Context) -> None:
+    """Re-encrypt every stored secret under the first key of ATTACHD_WEBHOOK_SECRET_KEY: after
+    putting a new key first, and before removing the old one (docs/OPERATIONS.md)."""
+    count = _store(ctx).reseal_secrets()
+    click.echo(f"{count} subscription(s) resealed under the first key", err=True)
 
 
 @webhook.command("deliveries")

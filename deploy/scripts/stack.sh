@@ -65,9 +65,26 @@ url_secret() {
     export ATTACHD_URL_SECRET
 }
 
+# The key that encrypts webhook secrets at rest (ATTACHD_WEBHOOK_SECRET_KEY, a Fernet key): from
+# the environment when set, else made once per var dir in var/webhook-key (mode 600).
+webhook_key() {
+    local file="$VAR_DIR/webhook-key"
+    if [[ -z ${ATTACHD_WEBHOOK_SECRET_KEY:-} ]]; then
+        if [[ ! -s $file ]]; then
+            mkdir -p "$VAR_DIR"
+            (umask 077 && python3 -c 'import base64, secrets
+print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())' >"$file")
+        fi
+        ATTACHD_WEBHOOK_SECRET_KEY=$(cat "$file")
+    fi
+    export ATTACHD_WEBHOOK_SECRET_KEY
+}
+
 setup() {
     # make run needs no PostgreSQL: the embedded SQLite store is the default.
     "$SCRIPT_DIR/services.sh" start redis minio clamd
+    # Before the migrations: 0009 encrypts the webhook secrets already stored.
+    webhook_key
     attachd migrate
     attachd init-storage
     attachd demo

@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.webhooks import DeliveryState
 from storage.engine import utcnow
 from storage.objects import staging_key
+from storage.secretbox import SecretBox
 from storage.webhooks import Delivery, Webhooks
 from tests.conftest import _free_port, png_bytes
 from tests.integration.pipeline_support import PrivateStack
@@ -52,7 +53,7 @@ def private(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def hooks(private: PrivateStack) -> Webhooks:
-    return Webhooks(private.records.engine)
+    return Webhooks(private.records.engine, SecretBox(private.settings.webhook_secret_key))
 
 
 def _deliveries(hooks: Webhooks, sub_id: str) -> list[Delivery]:
