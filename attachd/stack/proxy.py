@@ -11,12 +11,14 @@ import string
 import tempfile
 from pathlib import Path
 
+from api.form import body_cap
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "nginx" / "front.conf.in"
-# Above the upload limit: the multipart framing and the form's other fields.
-_FRAMING = 1024 * 1024
+# Above the largest body the API reads (api/form.py's body_cap): nginx's own 413 (not in Crafter's
+# shape) then only meets bodies the API would refuse from their Content-Length anyway.
+_MARGIN = 1024 * 1024
 
 
 def nginx_binary() -> str:
@@ -56,7 +58,7 @@ def write_config(settings: Settings) -> Path:
         backend_port=settings.api_backend_port,
         header_timeout=f"{settings.api_header_timeout:g}",
         body_timeout=f"{settings.upload_idle_timeout:g}",
-        max_body=settings.max_upload_size + _FRAMING,
+        max_body=body_cap(settings) + _MARGIN,
     )
     conf = where / "nginx.conf"
     conf.write_text(text)

@@ -24,7 +24,10 @@ from tests.integration.api_support import (
     get,
     multipart_body,
     new_account,
+    padded_png,
+    upload,
     upload_attached,
+    wait_until_final,
 )
 from tests.integration.conftest import Stack
 
@@ -209,3 +212,21 @@ def _until_closed(sock: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def test_the_front_passes_uploads_downloads_and_the_apis_own_refusals(
+    stack: Stack, fronted: ProcessStack, account: Account
+) -> None:
+    """nginx in front changes nothing a client sees: the upload streams through, the download
+    comes back byte for byte, an oversized upload is still Crafter's 413."""
+    data = png_bytes(30, 30)
+    answer = upload(fronted.base_url, account, "front.png", data)
+    assert answer.status_code == 200, answer.text
+    assert wait_until_final(stack, account, "front").state == "attached"
+    got = get(fronted.base_url, account, "/attachment/front")
+    assert got.status_code == 200 and got.headers["Content-Type"] == "image/png"
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    too_big = upload(
+        fronted.base_url, account, "big.png", padded_png(stack.settings.max_upload_size + 1)
+    )
+    assert_error(too_big, 413)
