@@ -45,8 +45,9 @@ MAX_COUNTDOWN = 600.0
 SWEEP_LEASE = timedelta(seconds=120)
 USER_AGENT = "attachd-webhooks/1"
 # Seconds (±50 %) a delivery waits while its receiver has ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY
-# attempts in flight.
+# attempts in flight, per turn of the receiver's queue, and at most (the reconciler's period).
 BUSY_WAIT = 3.0
+BUSY_WAIT_MAX = 60.0
 _ERROR_BODY = 512
 
 
@@ -208,9 +209,16 @@ class Courier:
         hold = timedelta(seconds=self.policy.timeout * 2 + 30)
         receiver = (job.subscription.id, self.policy.per_receiver)
         if not self.store.claim(delivery_id, attempts, hold, receiver):
-            if self.store.running_for(job.subscription.id) >= self.policy.per_receiver:
-                # Its receiver already holds its share of the pool: later, and not an attempt.
-                self._send(delivery_id, BUSY_WAIT * (0.5 + random.random()))
+            # Its receiver holds its share of the pool, or others are ahead of it in that
+            # receiver's line: later, and not an attempt. The longer the line, the longer the
+            # wait (up to BUSY_WAIT_MAX): each attempt that ends sends the head of the line at
+            # once (_pass_on), so the wait is only the fallback.
+            _running, waiting = self.store.receiver_load(job.subscription.id)
+            turns = max(1.0, waiting / self.policy.per_receiver)
+            wait = min(BUSY_WAIT * turns, BUSY_WAIT_MAX) * (0.5 + random.random())
+            until = now + timedelta(seconds=wait + self.policy.timeout * 2 + 30)
+            if self.store.defer(delivery_id, attempts, until):
+                self._send(delivery_id, wait)
                 return "receiver busy"
             return "held by another task"
         try:
@@ -226,10 +234,19 @@ class Courier:
             # the record, so it counts towards the give-up instead of being sent again for ever.
             answer = Answer(None, f"{type(exc).__name__}: {exc}")
         self.count(answer.outcome)
-        if answer.error is None:
-            self.store.record_delivered(delivery_id, attempts, answer.status or 200)
-            return "delivered"
-        return self._retry_later(job, attempts, answer)
+        try:
+            if answer.error is None:
+                self.store.record_delivered(delivery_id, attempts, answer.status or 200)
+                return "delivered"
+            return self._retry_later(job, attempts, answer)
+        finally:
+            self._pass_on(job.subscription.id)
+
+    def _pass_on(self, subscription_id: str) -> None:
+        """The place this attempt held goes to the receiver's head of line, now."""
+        head = self.store.head_of_line(subscription_id)
+        if head is not None:
+            self._send(head, 0.0)
 
     def headers(self, job: Job, now: datetime) -> dict[str, str]:
         stamp = int(now.timestamp())

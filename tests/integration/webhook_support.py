@@ -177,9 +177,11 @@ class Trickler:
                         return
                     data += chunk
                 for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
-                    # Readable means the sender closed (it never sends more): noticed at once,
-                    # so `holding` is exact.
-                    if select.select([conn], [], [], self.pause)[0] or self._stop.is_set():
+                    # The rest of the request (its body) may still come; nothing more means the
+                    # sender closed: noticed at once, so `holding` is exact.
+                    if select.select([conn], [], [], self.pause)[0] and not conn.recv(65536):
+                        return
+                    if self._stop.is_set():
                         return
                     conn.sendall(bytes([byte]))
         except OSError:
