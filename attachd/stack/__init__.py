@@ -338,6 +338,8 @@ class Stack:
 
     def stop(self) -> None:
         stop(list(self.procs.values()), self.stop_timeout)
+        if "proxy" in self.procs:
+            proxy.remove_temp(self.settings)
         self.procs.clear()
         if self.echo is not None:
             self.echo.join()

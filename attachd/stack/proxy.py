@@ -31,18 +31,26 @@ def run_dir(settings: Settings) -> Path:
     return var / "run" / "nginx"
 
 
+def _temp_path(where: Path) -> Path:
+    if os.geteuid() != 0:
+        return where / "tmp"
+    tag = hashlib.sha256(str(where).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"attachd-nginx-{tag}"
+
+
 def temp_dir(where: Path) -> Path:
     """Where nginx's workers buffer bodies and answers. Started as root, nginx runs its workers
     as `nobody`, which cannot enter a private var dir (the tests' is under a 0700 directory):
     then a directory of /tmp of this stack's own, that they can reach."""
-    if os.geteuid() != 0:
-        path = where / "tmp"
-    else:
-        tag = hashlib.sha256(str(where).encode()).hexdigest()[:12]
-        path = Path(tempfile.gettempdir()) / f"attachd-nginx-{tag}"
+    path = _temp_path(where)
     path.mkdir(mode=0o755, exist_ok=True)
     path.chmod(0o755)
     return path
+
+
+def remove_temp(settings: Settings) -> None:
+    """Once nginx has stopped: its buffers are of no use to the next start."""
+    shutil.rmtree(_temp_path(run_dir(settings)), ignore_errors=True)
 
 
 def write_config(settings: Settings) -> Path:
