@@ -130,9 +130,10 @@ _SCHEMAS: dict[str, Any] = {
             "scannedAt": _nullable("string", format="date-time"),
             "verifiedAt": _nullable("string", format="date-time"),
             "finishedAt": _nullable("string", format="date-time"),
-            "releasedBy": _nullable("string", description="Who released it from quarantine"),
-            "releasedAt": _nullable("string", format="date-time"),
-            "releaseReason": _nullable("string"),
+            "releasedAt": _nullable(
+                "string", format="date-time", description="When it was released from quarantine"
+            ),
+            "releaseReason": _nullable("string", description="Why it was released"),
         }
     ),
     "Profile": _obj(

@@ -17,6 +17,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 
+from api.params import optional_number
 from api.ports import Counter, Leases, Objects, Records
 from core.domain import State
 from core.errors import (
@@ -134,7 +135,7 @@ class Renditions:
             raise BadRequest(
                 f"{upload.declared_type} has no renditions (configured sizes: {sizes})"
             )
-        px = int(size) if size.isascii() and size.isdigit() else None
+        px = optional_number(size, SIZE_PARAM)
         if px is None or px not in self.sizes:
             raise BadRequest(f"size must be one of the configured rendition sizes: {sizes}")
         return px

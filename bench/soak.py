@@ -35,6 +35,7 @@ from core.domain import ACTIVE, State
 from core.settings import Settings
 from storage.broker import make_celery
 from storage.objects import staging_key
+from storage.secretbox import SecretBox
 from storage.webhooks import Webhooks
 from workers.tasks import build_works
 from workers.webhooks import build_courier
@@ -127,7 +128,7 @@ def soak(uploads: int, concurrency: int, drain_timeout: float) -> Figures:
         account = target.account("soak")
         url = target.upload_url(account)
         receiver = SoakReceiver().start()
-        hooks = Webhooks(target.records.engine)
+        hooks = Webhooks(target.records.engine, SecretBox(target.settings.webhook_secret_key))
         receiver.secret = hooks.add_subscription(receiver.url, None, None).secret
         stack.start_worker()
         lock = threading.Lock()

@@ -92,6 +92,13 @@ VERIFY_REASONS: tuple[Reason, ...] = (
 INTAKE_REASONS: tuple[Reason, ...] = (Reason.TYPE_NOT_ALLOWED, Reason.CONTENT_MISMATCH)
 
 
+class QuarantineAction(StrEnum):
+    """What an operator did to a quarantined file: the kinds of entries of its audit trail."""
+
+    RELEASED = "released"
+    PURGED = "purged"
+
+
 @dataclass(frozen=True)
 class Transition:
     """A move a pipeline step made (not one it found already made): what the task layer counts."""

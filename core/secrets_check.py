@@ -27,7 +27,14 @@ MIN_SECRET_LENGTH = 16
 
 # Fields whose values are never printed; URLs have their password masked instead.
 SECRET_FIELDS = frozenset(
-    {"s3_secret_key", "ops_password", "metrics_token", "flower_password", "url_secret"}
+    {
+        "s3_secret_key",
+        "ops_password",
+        "metrics_token",
+        "flower_password",
+        "url_secret",
+        "webhook_secret_key",
+    }
 )
 URL_FIELDS = frozenset({"database_url", "redis_url"})
 MASK = "********"

@@ -6,6 +6,8 @@ with a message that names the variable, never the first request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -41,6 +43,19 @@ def _sizes(value: str) -> tuple[int, ...]:
     if any(size < 1 for size in sizes):
         raise ValueError("sizes must be positive")
     return tuple(sizes)
+
+
+def _fernet_keys(value: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys: each the url-safe base64 of 32 bytes (a 44-character text)."""
+    keys = _csv(value)
+    for key in keys:
+        try:
+            raw = base64.urlsafe_b64decode(key.encode())
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("every key must be the url-safe base64 of 32 bytes (a Fernet key)")
+    return keys
 
 
 def _size(value: str) -> int:
@@ -143,6 +158,13 @@ class Settings:
     clamd_timeout: float = 60.0
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # nginx in front of gunicorn (make run and make up set it): nginx answers on api_host:api_port
+    # and gunicorn listens on 127.0.0.1:api_backend_port. gunicorn's threads read a request line
+    # as slowly as a client sends it, so a few dozen clients sending one byte each froze it; nginx
+    # holds such clients at no cost and drops them after api_header_timeout seconds.
+    api_proxy: bool = False
+    api_backend_port: int = 8079
+    api_header_timeout: float = 10.0
     api_workers: int = 2
     api_threads: int = 8
     url_prefix: str = field(default="", metadata={PARSE: _prefix})
@@ -217,6 +239,9 @@ class Settings:
     # The demo page (/demo) uploads with `attachd demo`'s token, held server-side, for anyone
     # who reaches the API: make run turns it on; nothing else should.
     demo: bool = False
+    # Host names the demo answers to besides loopback and ATTACHD_API_HOST: a page reached
+    # under any other name (DNS rebinding) gets nothing from it.
+    demo_hosts: tuple[str, ...] = ()
     # Flower binds to loopback unless told otherwise; `attachd flower` refuses any other address
     # without basic auth.
     flower_host: str = "127.0.0.1"
@@ -256,6 +281,12 @@ class Settings:
     webhook_retry_max_seconds: float = 3600.0
     webhook_give_up_seconds: float = 86400.0
     webhook_allowed_networks: tuple[str, ...] = field(default=(), metadata={PARSE: _networks})
+    # Attempts in flight to one subscription at once: a receiver that answers slowly holds at
+    # most this many webhook processes, the rest serve every other receiver.
+    webhook_receiver_concurrency: int = 2
+    # Fernet keys (32 url-safe base64 bytes) that encrypt webhook secrets at rest: the first
+    # encrypts, every one decrypts (rotation: new,old, then `attachd webhook reseal`).
+    webhook_secret_key: tuple[str, ...] = field(default=(), metadata={PARSE: _fernet_keys})
     # Signed download links (api/signing.py): HMAC keys, the first signs and every one verifies
     # (rotation); none set, the link routes answer 503. Links live at most this many seconds.
     url_secret: tuple[str, ...] = ()
@@ -308,6 +339,13 @@ class Settings:
         except ValueError as exc:
             need(False, "REDIS_URL", str(exc))
         need(0 < self.clamd_port < 65536, "CLAMD_PORT", "must be a TCP port")
+        need(0 < self.api_backend_port < 65536, "API_BACKEND_PORT", "must be a TCP port")
+        need(
+            not self.api_proxy or self.api_backend_port != self.api_port,
+            "API_BACKEND_PORT",
+            "must differ from ATTACHD_API_PORT (nginx listens there)",
+        )
+        need(self.api_header_timeout > 0, "API_HEADER_TIMEOUT", "must be positive")
         need(
             self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
             "LOG_LEVEL",
@@ -350,6 +388,11 @@ class Settings:
             self.webhook_retry_max_seconds >= self.webhook_retry_base_seconds,
             "WEBHOOK_RETRY_MAX_SECONDS",
             "must be at least WEBHOOK_RETRY_BASE_SECONDS",
+        )
+        need(
+            self.webhook_receiver_concurrency >= 1,
+            "WEBHOOK_RECEIVER_CONCURRENCY",
+            "must be at least 1",
         )
         need(
             self.worker_max_tasks_per_child >= 1, "WORKER_MAX_TASKS_PER_CHILD", "must be at least 1"

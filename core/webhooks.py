@@ -88,26 +88,76 @@ def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None
     return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 
-# Never a webhook's receiver unless allowed by ATTACHD_WEBHOOK_ALLOWED_NETWORKS: the machine
-# itself, its link (cloud metadata at 169.254.169.254), private networks and what is not unicast.
-def forbidden_address(address: str, allowed: Iterable[str] = ()) -> str | None:
-    """Why `address` may not receive webhooks, or None when it may."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for net in allowed:
-        if ip in ipaddress.ip_network(net, strict=False):
-            return None
+# Never a webhook's receiver unless allowed by ATTACHD_WEBHOOK_ALLOWED_NETWORKS: anything that
+# is not a global unicast address (the machine itself, its link with cloud metadata at
+# 169.254.169.254, private and carrier-grade NAT networks with metadata at 100.100.100.200,
+# documentation and benchmark ranges, multicast), including when it is wrapped in an IPv6
+# address that a router unwraps on the way: IPv4-mapped, 6to4, Teredo and NAT64.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Not global, yet `is_global` says so on some Python versions: shared address space (RFC 6598),
+# local-use NAT64 (RFC 8215, where the IPv4 address sits depends on the local prefix length) and
+# the deprecated IPv4-compatible addresses (::a.b.c.d), which some stacks still route as IPv4.
+_NOT_GLOBAL = (
+    ("carrier-grade NAT", ipaddress.IPv4Network("100.64.0.0/10")),
+    ("local-use NAT64", ipaddress.IPv6Network("64:ff9b:1::/48")),
+    ("IPv4-compatible", ipaddress.IPv6Network("::/96")),
+)
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _unwrapped(ip: Address) -> list[tuple[str, Address]]:
+    """`ip` and every IPv4 address it carries, with what carries it."""
+    found: list[tuple[str, Address]] = []
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            found.append(("IPv4-mapped ", ip.ipv4_mapped))
+        if ip.sixtofour is not None:
+            found.append(("6to4 ", ip.sixtofour))
+        if ip.teredo is not None:
+            server, client = ip.teredo
+            found += [("Teredo ", server), ("Teredo ", client)]
+        if ip in _NAT64:
+            # A translator's address stands for the IPv4 one in its last 32 bits, and only
+            # that one decides (an IPv6-only host with DNS64 reaches every receiver this way).
+            return [("NAT64 ", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))]
+    # The carried addresses first: their reason is the one worth reading.
+    return [*found, ("", ip)]
+
+
+def _what(ip: Address) -> str | None:
+    """What kind of non-global address `ip` is, or None when it is a global unicast one."""
+    for what, net in _NOT_GLOBAL:
+        if ip.version == net.version and ip in net:
+            return what
     for what, test in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
-        ("private", ip.is_private),
         ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
         ("unspecified", ip.is_unspecified),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
+        ("non-global", not ip.is_global),
     ):
         if test:
-            return f"a {what} address"
+            return what
+    return None
+
+
+def forbidden_address(address: str, allowed: Iterable[str] = ()) -> str | None:
+    """Why `address` may not receive webhooks, or None when it may."""
+    ip = ipaddress.ip_address(address)
+    carried = _unwrapped(ip)
+    networks = [ipaddress.ip_network(net, strict=False) for net in allowed]
+    # An allowed network may name the address as written or the IPv4 address it carries.
+    if any(addr in net for _, addr in carried for net in networks if addr.version == net.version):
+        return None
+    for how, addr in carried:
+        what = _what(addr)
+        if what is not None:
+            inside = f" ({addr} in {ip})" if addr != ip else ""
+            article = "an" if (how or what)[0] in "AEIOUaeiou" else "a"
+            return f"{article} {how}{what} address{inside}"
     return None
 
 

@@ -5,7 +5,8 @@ from core.settings import Settings
 
 _s = Settings.from_env()
 
-bind = f"{_s.api_host}:{_s.api_port}"
+# Behind the local nginx (ATTACHD_API_PROXY, make run/up) on loopback only: clients reach nginx.
+bind = f"127.0.0.1:{_s.api_backend_port}" if _s.api_proxy else f"{_s.api_host}:{_s.api_port}"
 # Threads, not sync workers: a long streaming upload must not be killed by the worker timeout,
 # and slow clients are cut off by the API's own upload deadline and idle timeout instead.
 worker_class = "gthread"

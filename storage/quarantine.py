@@ -1,18 +1,20 @@
 """The quarantine as operators review it: what is held, releasing a false positive, purging old
-evidence. The record of an infected upload is never deleted; only its quarantined object is."""
+evidence, and the audit trail of both. The record of an infected upload is never deleted; only
+its quarantined object is. The trail is appended to, in the transaction of the act it records,
+and this store has no way to change or delete an entry of it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, update
 
-from core.domain import State
+from core.domain import QuarantineAction, State
 from core.webhooks import EventType
 from storage import webhooks as outbox
-from storage.engine import EngineBound, utcnow
-from storage.schema import attachments, profiles, uploads
+from storage.engine import EngineBound, as_utc, utcnow
+from storage.schema import attachments, profiles, quarantine_audit, uploads
 from storage.uploads import Upload, check_moves, upload_from_row
 
 
@@ -22,6 +24,58 @@ class Quarantined:
     tenant: str
     profile_id: str
     file_name: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    upload_id: str
+    tenant: str | None
+    profile_id: str | None
+    file_name: str | None
+    action: QuarantineAction
+    actor: str
+    reason: str
+    signature: str | None  # the verdict the act concerned
+    signature_version: int | None
+    at: datetime
+
+
+def _append(
+    conn: Connection,
+    upload_id: str,
+    action: QuarantineAction,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    """One entry, with the upload's verdict and whose file it is, read in the same transaction."""
+    row = conn.execute(
+        select(
+            uploads.c.signature,
+            uploads.c.signature_version,
+            profiles.c.tenant,
+            profiles.c.id.label("owner"),
+            attachments.c.file_name,
+        )
+        .join(attachments, attachments.c.id == uploads.c.attachment_id)
+        .join(profiles, profiles.c.id == attachments.c.profile_id)
+        .where(uploads.c.id == upload_id)
+    ).first()
+    conn.execute(
+        insert(quarantine_audit).values(
+            upload_id=upload_id,
+            tenant=row.tenant if row else None,
+            profile_id=row.owner if row else None,
+            file_name=row.file_name if row else None,
+            action=action,
+            actor=actor,
+            reason=reason,
+            signature=row.signature if row else None,
+            signature_version=row.signature_version if row else None,
+            at=now,
+        )
+    )
 
 
 class Quarantine(EngineBound):
@@ -73,6 +127,10 @@ class Quarantine(EngineBound):
                     updated_at=now,
                 )
             ).rowcount
+            if changed == 1:
+                # Before the fields above are overwritten by a later release: the trail keeps
+                # every one, with the verdict it overrode (the upload still holds it here).
+                _append(conn, upload_id, QuarantineAction.RELEASED, by, reason, now)
             # In the same transaction as the move, like every event: a crash between the two
             # cannot release a file without telling the subscribers.
             events = (
@@ -98,8 +156,11 @@ class Quarantine(EngineBound):
             ).all()
         return [upload_from_row(r) for r in rows]
 
-    def mark_purged(self, upload_id: str, quarantine_key: str) -> bool:
-        """The evidence is gone: the row stays, without its key, stamped with when."""
+    def mark_purged(
+        self, upload_id: str, quarantine_key: str, by: str = "system", reason: str = ""
+    ) -> bool:
+        """The evidence is gone: the row stays, without its key, stamped with when; the trail
+        says who purged it and why."""
         now = utcnow()
         with self.transaction() as conn:
             changed = conn.execute(
@@ -111,4 +172,34 @@ class Quarantine(EngineBound):
                 )
                 .values(quarantine_key=None, purged_at=now, updated_at=now)
             ).rowcount
+            if changed == 1:
+                _append(conn, upload_id, QuarantineAction.PURGED, by, reason, now)
         return changed == 1
+
+    def quarantine_audit(
+        self, upload_id: str | None = None, tenant: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """The trail, oldest first: every release and purge, of one upload or one tenant."""
+        query = select(quarantine_audit).order_by(quarantine_audit.c.seq).limit(limit)
+        if upload_id is not None:
+            query = query.where(quarantine_audit.c.upload_id == upload_id)
+        if tenant is not None:
+            query = query.where(quarantine_audit.c.tenant == tenant)
+        with self.transaction() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AuditEntry(
+                seq=r.seq,
+                upload_id=r.upload_id,
+                tenant=r.tenant,
+                profile_id=r.profile_id,
+                file_name=r.file_name,
+                action=QuarantineAction(r.action),
+                actor=r.actor,
+                reason=r.reason,
+                signature=r.signature,
+                signature_version=r.signature_version,
+                at=as_utc(r.at) or utcnow(),
+            )
+            for r in rows
+        ]

@@ -135,6 +135,30 @@ uploads = Table(
     Index("ix_uploads_state_sigver", "state", "signature_version"),
 )
 
+# Every release from quarantine and every purge of its evidence, appended and never changed
+# (migration 0009): who, when, why, and the verdict it concerned. No foreign key: the trail
+# outlives the upload's row (deleting an attachment deletes its uploads), so it names the tenant,
+# profile and file itself.
+quarantine_audit = Table(
+    "quarantine_audit",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("upload_id", String(32), nullable=False),
+    Column("tenant", String(255), nullable=True),
+    Column("profile_id", String(24), nullable=True),
+    Column("file_name", String(255), nullable=True),
+    Column("action", String(16), nullable=False),  # core.domain.QuarantineAction
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("signature", String(255), nullable=True),
+    Column("signature_version", Integer, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_quarantine_audit_upload", "upload_id"),
+    Index("ix_quarantine_audit_tenant", "tenant", "seq"),
+)
+
 # A tenant's own limits (migration 0006); NULL: as the installation. They only ever narrow it.
 tenant_policies = Table(
     "tenant_policies",

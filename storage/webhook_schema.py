@@ -9,8 +9,10 @@ from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, Strin
 from storage.schema import metadata
 
 # tenant NULL: installation-wide, every tenant's events. events NULL: every event type.
-# The secret signs (HMAC), so it is kept as it is, unlike access tokens; `previous_secret` keeps
-# signing beside the new one until `previous_until`, while receivers switch over.
+# The secret signs (HMAC), so it must be read back, unlike access tokens (stored hashed): it is
+# kept encrypted with ATTACHD_WEBHOOK_SECRET_KEY (storage/secretbox.py, migration 0009).
+# `previous_secret` keeps signing beside the new one until `previous_until`, while receivers
+# switch over.
 webhook_subscriptions = Table(
     "webhook_subscriptions",
     metadata,
@@ -18,8 +20,8 @@ webhook_subscriptions = Table(
     Column("url", Text, nullable=False),
     Column("tenant", String(255), nullable=True),
     Column("events", JSON, nullable=True),
-    Column("secret", String(128), nullable=False),
-    Column("previous_secret", String(128), nullable=True),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text, nullable=True),
     Column("previous_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -13,21 +13,34 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from core.domain import State
 from core.errors import ServiceUnavailable
 from core.tasks import Dispatch, TaskName
 from core.webhooks import EVENT_FOR_STATE, DeliveryState, EventType, new_secret
 from storage.broker import publish
-from storage.engine import EngineBound, as_utc, new_object_id, utcnow
+from storage.engine import as_utc, new_object_id, utcnow
 from storage.schema import attachments, profiles, uploads
+from storage.secretbox import SecretBox
+from storage.webhook_line import ReceiverLine, ahead, running
+from storage.webhook_rows import (
+    Audience,
+    Delivery,
+    Job,
+    OutboxStats,
+    Subscription,
+    delivery_row,
+    subscription_row,
+)
 from storage.webhook_schema import webhook_deliveries, webhook_events, webhook_subscriptions
+
+# The values live in storage/webhook_rows.py; importers keep naming them here.
+__all__ = ["Delivery", "Job", "OutboxStats", "Subscription", "Webhooks", "announcer"]
 
 # How long a delivery written by a move waits for the task its writer sends after commit,
 # before the reconciler may send one itself (the writer died, or the broker was down).
@@ -53,96 +66,6 @@ def announcer(app: Celery) -> Callable[[Sequence[str]], None]:
     return announce
 
 
-@dataclass(frozen=True)
-class Subscription:
-    id: str
-    url: str
-    tenant: str | None
-    events: tuple[str, ...] | None
-    secret: str
-    previous_secret: str | None
-    previous_until: datetime | None
-    created_at: datetime
-
-    def secrets_at(self, now: datetime) -> tuple[str, ...]:
-        """The secrets that sign a message sent now: the current one, and the previous one
-        while its rotation grace lasts."""
-        if self.previous_secret and self.previous_until and self.previous_until > now:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
-
-    def wants(self, event: str, tenant: str) -> bool:
-        return (self.tenant is None or self.tenant == tenant) and (
-            self.events is None or event in self.events
-        )
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    event_id: str
-    event_type: str
-    subscription_id: str
-    url: str
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: datetime
-    started_at: datetime
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Job:
-    """What one attempt needs: the delivery, the exact body, and who receives it."""
-
-    delivery: Delivery
-    body: bytes
-    subscription: Subscription
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    by_state: dict[str, int]
-    oldest_pending_age_seconds: float  # 0 when nothing is pending
-    recent_failures: list[Delivery]
-
-
-def _subscription(row: Row[Any]) -> Subscription:
-    m = row._mapping
-    return Subscription(
-        id=m[_subs.c.id],
-        url=m[_subs.c.url],
-        tenant=m[_subs.c.tenant],
-        events=tuple(m[_subs.c.events]) if m[_subs.c.events] is not None else None,
-        secret=m[_subs.c.secret],
-        previous_secret=m[_subs.c.previous_secret],
-        previous_until=as_utc(m[_subs.c.previous_until]),
-        created_at=as_utc(m[_subs.c.created_at]) or utcnow(),
-    )
-
-
-def _delivery(row: Row[Any]) -> Delivery:
-    m = row._mapping
-    return Delivery(
-        id=m[_dlv.c.id],
-        event_id=m[_dlv.c.event_id],
-        event_type=m[_events.c.type],
-        subscription_id=m[_dlv.c.subscription_id],
-        url=m[_subs.c.url],
-        state=DeliveryState(m[_dlv.c.state]),
-        attempts=m[_dlv.c.attempts],
-        next_attempt_at=as_utc(m[_dlv.c.next_attempt_at]) or utcnow(),
-        started_at=as_utc(m[_dlv.c.started_at]) or utcnow(),
-        last_status=m[_dlv.c.last_status],
-        last_error=m[_dlv.c.last_error],
-        created_at=as_utc(m[_dlv.c.created_at]) or utcnow(),
-        delivered_at=as_utc(m[_dlv.c.delivered_at]),
-    )
-
-
 def _joined() -> Any:
     return (
         select(_dlv, _events.c.type, _events.c.body, _subs)
@@ -154,9 +77,12 @@ def _joined() -> Any:
 # --- written inside the caller's transaction ----------------------------------------------------
 
 
-def _interested(conn: Connection, event: EventType) -> list[Subscription]:
-    rows = conn.execute(select(_subs)).all()
-    return [s for s in map(_subscription, rows) if s.events is None or event in s.events]
+def _interested(conn: Connection, event: EventType) -> list[Audience]:
+    rows = conn.execute(select(_subs.c.id, _subs.c.tenant, _subs.c.events)).all()
+    found = [
+        Audience(r.id, r.tenant, tuple(r.events) if r.events is not None else None) for r in rows
+    ]
+    return [a for a in found if a.events is None or event in a.events]
 
 
 def upload_event(
@@ -228,7 +154,7 @@ def deleted_event(conn: Connection, attachment_id: str, now: datetime) -> list[s
 def _fan_out(
     conn: Connection,
     event: EventType,
-    subs: Sequence[Subscription],
+    subs: Sequence[Audience],
     data: dict[str, Any],
     now: datetime,
 ) -> list[str]:
@@ -273,7 +199,15 @@ def _fan_out(
 # --- the store of subscriptions and deliveries ----------------------------------------------------
 
 
-class Webhooks(EngineBound):
+class Webhooks(ReceiverLine):
+    """The outbox. Its secrets are sealed with `box` on the way in and opened on the way out:
+    without a key (SecretBox(())), everything but adding, rotating and reading a subscription's
+    secret still works."""
+
+    def __init__(self, engine: Engine, box: SecretBox | None = None) -> None:
+        super().__init__(engine)
+        self.box = box or SecretBox(())
+
     def add_subscription(
         self, url: str, tenant: str | None, events: Sequence[str] | None
     ) -> Subscription:
@@ -295,7 +229,7 @@ class Webhooks(EngineBound):
                     url=url,
                     tenant=tenant,
                     events=list(sub.events) if sub.events else None,
-                    secret=sub.secret,
+                    secret=self.box.seal(sub.secret),
                     created_at=now,
                 )
             )
@@ -304,7 +238,7 @@ class Webhooks(EngineBound):
     def subscriptions(self) -> list[Subscription]:
         with self.reading() as conn:
             rows = conn.execute(select(_subs).order_by(_subs.c.created_at, _subs.c.id)).all()
-        return [_subscription(r) for r in rows]
+        return [subscription_row(r, self.box) for r in rows]
 
     def remove_subscription(self, sub_id: str) -> bool:
         """The subscription and its deliveries (pending ones are not sent any more)."""
@@ -322,9 +256,29 @@ class Webhooks(EngineBound):
             conn.execute(
                 update(_subs)
                 .where(_subs.c.id == sub_id)
-                .values(secret=secret, previous_secret=row[0], previous_until=utcnow() + keep)
+                .values(
+                    secret=self.box.seal(secret),
+                    previous_secret=row[0],  # as sealed as it was
+                    previous_until=utcnow() + keep,
+                )
             )
         return secret
+
+    def reseal_secrets(self) -> int:
+        """Every secret under the box's first key (after a key rotation, or stored before
+        encryption); returns how many subscriptions were rewritten."""
+        with self.transaction() as conn:
+            rows = conn.execute(select(_subs.c.id, _subs.c.secret, _subs.c.previous_secret)).all()
+            for sub_id, secret, previous in rows:
+                conn.execute(
+                    update(_subs)
+                    .where(_subs.c.id == sub_id)
+                    .values(
+                        secret=self.box.reseal(secret),
+                        previous_secret=self.box.reseal(previous) if previous else None,
+                    )
+                )
+        return len(rows)
 
     # --- deliveries ---------------------------------------------------------------------------
 
@@ -333,22 +287,44 @@ class Webhooks(EngineBound):
             row = conn.execute(_joined().where(_dlv.c.id == delivery_id)).first()
         if row is None:
             return None
-        return Job(_delivery(row), row._mapping[_events.c.body].encode(), _subscription(row))
+        return Job(
+            delivery_row(row),
+            row._mapping[_events.c.body].encode(),
+            subscription_row(row, self.box),
+        )
 
-    def claim(self, delivery_id: str, attempts: int, hold: timedelta) -> bool:
+    def claim(
+        self,
+        delivery_id: str,
+        attempts: int,
+        hold: timedelta,
+        per_receiver: tuple[str, int] | None = None,
+    ) -> bool:
         """Take attempt number `attempts` + 1 for `hold`, unless another task runs it: two
-        messages for one delivery (a re-send crossing a slow queue) make one request."""
+        messages for one delivery (a re-send crossing a slow queue) make one request. With
+        `per_receiver` = (subscription id, n), also unless n attempts to it are in flight."""
         now = utcnow()
+        conditions = [
+            _dlv.c.id == delivery_id,
+            _dlv.c.state == DeliveryState.PENDING,
+            _dlv.c.attempts == attempts,
+            or_(_dlv.c.running_until.is_(None), _dlv.c.running_until < now),
+        ]
         with self.transaction() as conn:
+            if per_receiver is not None:
+                sub_id, limit = per_receiver
+                # Claims of one receiver in turn (PostgreSQL: its row's lock; SQLite: the
+                # UPDATE below runs under the database's write lock), so the count is exact.
+                conn.execute(select(_subs.c.id).where(_subs.c.id == sub_id).with_for_update())
+                # In line: the attempts in flight and the deliveries due before this one (older
+                # first; a failed one goes to the back with its next attempt) leave it a place.
+                # Without the line, a delivery retried every few seconds won the free place
+                # each time while the others of its receiver waited (seen in the tests).
+                conditions.append(running(sub_id, now) + ahead(sub_id, now) < limit)
             return (
                 conn.execute(
                     update(_dlv)
-                    .where(
-                        _dlv.c.id == delivery_id,
-                        _dlv.c.state == DeliveryState.PENDING,
-                        _dlv.c.attempts == attempts,
-                        or_(_dlv.c.running_until.is_(None), _dlv.c.running_until < now),
-                    )
+                    .where(*conditions)
                     .values(running_until=now + hold, lease_until=now + hold)
                 ).rowcount
                 == 1
@@ -462,7 +438,7 @@ class Webhooks(EngineBound):
             query = query.where(_dlv.c.event_id == event_id)
         with self.reading() as conn:
             rows = conn.execute(query).all()
-        return [_delivery(r) for r in rows]
+        return [delivery_row(r) for r in rows]
 
     def stats(self, now: datetime | None = None) -> OutboxStats:
         now = now or utcnow()

@@ -72,7 +72,7 @@ class QuarantineReview:
         log.warning("upload %s released from quarantine by %s: %s", upload_id, by, reason)
         self.dispatch(Dispatch(TaskName.VERIFY, upload_id))
 
-    def purge(self, older_than: timedelta, batch: int = 500) -> int:
+    def purge(self, older_than: timedelta, by: str, reason: str, batch: int = 500) -> int:
         """Delete the quarantined objects of uploads found infected more than `older_than`
         ago; their rows stay, stamped `purged_at`. Returns how many were purged."""
         cutoff = self.clock() - older_than
@@ -84,7 +84,7 @@ class QuarantineReview:
                 # Object first: a crash between the two leaves a row the next purge finishes,
                 # never an object no row names.
                 self.objects.delete(self.buckets.quarantine, up.quarantine_key)
-                if self.records.mark_purged(up.id, up.quarantine_key):
+                if self.records.mark_purged(up.id, up.quarantine_key, by, reason):
                     purged += 1
                     self.count("purge")
             if len(found) < batch:

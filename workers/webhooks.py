@@ -8,8 +8,12 @@ is picked up by the reconciler's sweep (`Courier.sweep`), which leases what it r
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import logging
+import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import urllib3
+import urllib3.connection
 from celery import Celery
 
 from core.errors import AttachdError, ServiceUnavailable
@@ -26,6 +31,7 @@ from core.webhooks import forbidden_address, retry_delay, signature_header
 from storage import broker
 from storage.engine import utcnow
 from storage.records import RecordStore
+from storage.secretbox import SecretBox
 from storage.telemetry import Telemetry
 from storage.webhooks import Job, Webhooks
 
@@ -37,6 +43,10 @@ MAX_COUNTDOWN = 600.0
 # What a sweep's re-send holds a delivery for before the next sweep may send it again.
 SWEEP_LEASE = timedelta(seconds=120)
 USER_AGENT = "attachd-webhooks/1"
+# Seconds (±50 %) a delivery waits while its receiver has ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY
+# attempts in flight, per turn of the receiver's queue, and at most (the reconciler's period).
+BUSY_WAIT = 3.0
+BUSY_WAIT_MAX = 60.0
 _ERROR_BODY = 512
 
 
@@ -61,6 +71,9 @@ class Answer:
 def resolve_checked(host: str, port: int, allowed: Sequence[str]) -> str:
     """The address to connect to: every address `host` resolves to must be allowed, and the
     connection goes to the one checked, so a second lookup cannot swap it (DNS rebinding)."""
+    # urllib3 gives an IPv6 literal in brackets, which getaddrinfo cannot resolve: the guard
+    # then never saw `[2002:7f00:1::]` at all (the CLI took it as "not deployed yet").
+    host = host.removeprefix("[").removesuffix("]")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -73,40 +86,70 @@ def resolve_checked(host: str, port: int, allowed: Sequence[str]) -> str:
     return addresses[0]
 
 
+def _connection(
+    address: str, port: int, host: str, https: bool, timeout: float
+) -> urllib3.connection.HTTPConnection:
+    if https:
+        # Connected to the address checked, verified (SNI and certificate) as the host named.
+        return urllib3.connection.HTTPSConnection(
+            address, port, timeout=timeout, server_hostname=host, assert_hostname=host
+        )
+    return urllib3.connection.HTTPConnection(address, port, timeout=timeout)
+
+
+def _cut(conn: urllib3.connection.HTTPConnection, fired: threading.Event) -> None:
+    """The attempt's deadline: shut the socket, which wakes the read blocked on it. The plain
+    socket's shutdown, also under TLS: SSLSocket's own would pull its state from under the read."""
+    fired.set()
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 def post(
     url: str, body: bytes, headers: dict[str, str], timeout: float, allowed: Sequence[str]
 ) -> Answer:
-    """One attempt, never following a redirect (it could lead anywhere the guard refuses)."""
+    """One attempt, never following a redirect (it could lead anywhere the guard refuses), over
+    within `timeout` seconds in all: a socket timeout bounds each read only, and a receiver that
+    trickles its answer a byte at a time would otherwise hold the attempt for ever."""
     parts = urllib3.util.parse_url(url)
     https = parts.scheme == "https"
     host = parts.host or ""
     port = parts.port or (443 if https else 80)
+    deadline = time.monotonic() + timeout
+    fired = threading.Event()
     try:
         address = resolve_checked(host, port, allowed)
-        limit = urllib3.Timeout(connect=timeout, read=timeout, total=timeout)
-        pool: urllib3.HTTPConnectionPool = (
-            urllib3.HTTPSConnectionPool(
-                address, port, server_hostname=host, assert_hostname=host, timeout=limit
-            )
-            if https
-            else urllib3.HTTPConnectionPool(address, port, timeout=limit)
-        )
-        with pool:
-            resp = pool.urlopen(
+        conn = _connection(address, port, host, https, max(deadline - time.monotonic(), 0.01))
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _cut, (conn, fired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            # A cut during connect finds no socket yet: the connect timeout bounds that part,
+            # and the attempt stops right after it.
+            conn.connect()
+            if fired.is_set():
+                raise TimeoutError("connected only at the deadline")
+            conn.request(
                 "POST",
                 parts.request_uri,
                 body=body,
                 headers={**headers, "Host": parts.netloc or host},
-                redirect=False,
-                retries=False,
-                preload_content=False,
             )
+            resp = conn.getresponse()
             head = resp.read(_ERROR_BODY)
-            resp.release_conn()
+        finally:
+            watchdog.cancel()
+            conn.close()
     except Refused as exc:
         return Answer(None, str(exc))
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+    except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        if fired.is_set():
+            return Answer(None, f"TimeoutError: no complete answer within {timeout:g} s")
         return Answer(None, f"{type(exc).__name__}: {exc}")
+    if fired.is_set():
+        return Answer(None, f"TimeoutError: no complete answer within {timeout:g} s")
     if 200 <= resp.status < 300:
         return Answer(resp.status, None)
     text = head.decode("utf-8", "replace").strip()
@@ -120,6 +163,7 @@ class Policy:
     retry_max: float
     give_up: float
     allowed_networks: tuple[str, ...]
+    per_receiver: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -129,6 +173,7 @@ class Policy:
             retry_max=settings.webhook_retry_max_seconds,
             give_up=settings.webhook_give_up_seconds,
             allowed_networks=settings.webhook_allowed_networks,
+            per_receiver=settings.webhook_receiver_concurrency,
         )
 
 
@@ -161,20 +206,46 @@ class Courier:
             return "not due"
         attempts = job.delivery.attempts
         hold = timedelta(seconds=self.policy.timeout * 2 + 30)
-        if not self.store.claim(delivery_id, attempts, hold):
+        receiver = (job.subscription.id, self.policy.per_receiver)
+        if not self.store.claim(delivery_id, attempts, hold, receiver):
+            # Its receiver holds its share of the pool, or others are ahead of it in that
+            # receiver's line: later, and not an attempt. The longer the line, the longer the
+            # wait (up to BUSY_WAIT_MAX): each attempt that ends sends the head of the line at
+            # once (_pass_on), so the wait is only the fallback.
+            _running, waiting = self.store.receiver_load(job.subscription.id)
+            turns = max(1.0, waiting / self.policy.per_receiver)
+            wait = min(BUSY_WAIT * turns, BUSY_WAIT_MAX) * (0.5 + random.random())
+            until = now + timedelta(seconds=wait + self.policy.timeout * 2 + 30)
+            if self.store.defer(delivery_id, attempts, until):
+                self._send(delivery_id, wait)
+                return "receiver busy"
             return "held by another task"
-        answer = post(
-            job.subscription.url,
-            job.body,
-            self.headers(job, now),
-            self.policy.timeout,
-            self.policy.allowed_networks,
-        )
+        try:
+            answer = post(
+                job.subscription.url,
+                job.body,
+                self.headers(job, now),
+                self.policy.timeout,
+                self.policy.allowed_networks,
+            )
+        except Exception as exc:
+            # Whatever ended the attempt (Celery's time limit included) ends it as a failure on
+            # the record, so it counts towards the give-up instead of being sent again for ever.
+            answer = Answer(None, f"{type(exc).__name__}: {exc}")
         self.count(answer.outcome)
-        if answer.error is None:
-            self.store.record_delivered(delivery_id, attempts, answer.status or 200)
-            return "delivered"
-        return self._retry_later(job, attempts, answer)
+        try:
+            if answer.error is None:
+                self.store.record_delivered(delivery_id, attempts, answer.status or 200)
+                return "delivered"
+            return self._retry_later(job, attempts, answer)
+        finally:
+            self._pass_on(job.subscription.id)
+
+    def _pass_on(self, subscription_id: str) -> None:
+        """The place this attempt held goes to the receiver's head of line, now."""
+        head = self.store.head_of_line(subscription_id)
+        if head is not None:
+            self._send(head, 0.0)
 
     def headers(self, job: Job, now: datetime) -> dict[str, str]:
         stamp = int(now.timestamp())
@@ -255,7 +326,8 @@ def build_courier(settings: Settings, app: Celery, records: RecordStore) -> Cour
         except (AttachdError, OSError) as exc:
             log.warning("metrics: webhook attempt not counted: %s", exc)
 
-    return Courier(Webhooks(records.engine), Policy.from_settings(settings), sender(app), count)
+    store = Webhooks(records.engine, SecretBox(settings.webhook_secret_key))
+    return Courier(store, Policy.from_settings(settings), sender(app), count)
 
 
 def register(app: Celery, courier: Callable[[], Courier], settings: Settings) -> None:

@@ -178,8 +178,8 @@ def status_json(
         "scannedAt": _iso(upload.scanned_at),
         "verifiedAt": _iso(upload.verified_at),
         "finishedAt": _iso(upload.finished_at),
-        # An operator's release from quarantine (`attachd quarantine release`): who, when, why.
-        "releasedBy": upload.released_by,
+        # An operator's release from quarantine (`attachd quarantine release`): that it was
+        # released, when and why. Who did it is the operators' (`attachd quarantine audit`).
         "releasedAt": _iso(upload.released_at),
         "releaseReason": upload.release_reason,
     }

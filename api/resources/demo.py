@@ -15,18 +15,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import falcon
 
 from api import pages
 from core import filetypes
-from core.errors import ConfigError
+from core.errors import AccessDenied, ConfigError
 from core.settings import Settings
 
-# Headers of the relayed answer that describe the answer itself; the rest (security headers,
-# request id) the outer response sets on its own.
-_RELAYED = {"content-type", "content-length", "etag", "last-modified", "retry-after"}
+# Headers of the relayed answer that describe the answer itself, and the download's own safety
+# headers (its sandboxing CSP, attachment-or-inline): without them an SVG would render as a page
+# of this origin. The rest (nosniff, request id) the outer response sets on its own.
+_RELAYED = {
+    "content-type",
+    "content-length",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "content-security-policy",
+    "content-disposition",
+}
+# Loopback names: `make run` serves the demo on 127.0.0.1.
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# Sec-Fetch-Site values of requests made by the demo's own page (or typed into the address bar).
+_OWN_SITE = frozenset({"same-origin", "none"})
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -50,15 +63,46 @@ class DemoAccount:
             ) from None
 
 
+class Gate:
+    """The demo lends its token to whoever reaches it, so only its own page may use it: the
+    `Host` must be one of ours (a DNS-rebinding page reaches us under its own name), and a relayed
+    call must come from our own origin (a cross-site multipart POST needs no CORS preflight)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.hosts = (
+            _LOOPBACK | {settings.api_host.lower()} | {host.lower() for host in settings.demo_hosts}
+        )
+
+    def host(self, req: falcon.Request) -> None:
+        if req.host.lower() not in self.hosts:
+            raise AccessDenied(f"The demo does not answer to the host name '{req.host[:100]}'")
+
+    def same_origin(self, req: falcon.Request) -> None:
+        self.host(req)
+        site = req.get_header("Sec-Fetch-Site")
+        if site is not None and site.lower() not in _OWN_SITE:
+            raise AccessDenied("The demo answers only its own page, not another site's")
+        origin = req.get_header("Origin")
+        # Browsers send Origin with every POST; "null" is a sandboxed or opaque origin. The
+        # scheme is not compared: behind a TLS proxy the API sees http for an https page.
+        if (
+            origin is not None
+            and urlsplit(origin).netloc.lower() != (req.get_header("Host") or "").lower()
+        ):
+            raise AccessDenied("The demo answers only its own page, not another site's")
+
+
 class Relay:
     """Calls a route of `app` within this request, as the client's request plus the token."""
 
-    def __init__(self, app: WsgiApp, account: DemoAccount, base: str) -> None:
+    def __init__(self, app: WsgiApp, account: DemoAccount, base: str, gate: Gate) -> None:
         self.app = app
         self.account = account
         self.profile_path = f"{base}/profile/{account.profile}"
+        self.gate = gate
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, method: str, rest: str) -> None:
+        self.gate.same_origin(req)
         env = dict(req.env)
         # A plain iterable back, so the answer can be relayed whatever its body is.
         env.pop("wsgi.file_wrapper", None)
@@ -94,12 +138,15 @@ def _closing(body: Iterable[bytes]) -> Iterable[bytes]:
 
 
 class PageResource:
-    def __init__(self, settings: Settings, account: DemoAccount) -> None:
+    def __init__(self, settings: Settings, account: DemoAccount, gate: Gate) -> None:
         self.settings = settings
         self.account = account
         self.template = pages.template("demo.html")
+        self.gate = gate
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # A link from another site may open the page (a navigation); only the Host is checked.
+        self.gate.host(req)
         nonce = secrets.token_urlsafe(16)
         csp = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
@@ -151,8 +198,9 @@ class FileRelay:
 
 def add_routes(app: falcon.App, settings: Settings, base: str) -> None:
     account = DemoAccount.load(Path(settings.var_dir))
-    relay = Relay(app, account, base)
-    app.add_route("/demo", PageResource(settings, account))
+    gate = Gate(settings)
+    relay = Relay(app, account, base, gate)
+    app.add_route("/demo", PageResource(settings, account, gate))
     app.add_route("/demo/upload", UploadRelay(relay))
     app.add_route("/demo/status/{name}", StatusRelay(relay))
     app.add_route("/demo/file/{name}", FileRelay(relay))

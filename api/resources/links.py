@@ -11,25 +11,17 @@ import falcon
 
 from api import renditions
 from api.auth import Authorizer
+from api.params import positive_param
 from api.ports import Objects, Records
 from api.resources.attachments import _Base, serve_file
 from api.signing import EXPIRES, SIGNATURE, SIZE, Link, Signer
 from core.domain import State
-from core.errors import BadRequest, NoSuchAttachment
+from core.errors import NoSuchAttachment
 from core.settings import Settings
 from storage.records import Upload
 
 DEFAULT_SECONDS = 3600
 SIGNED_PATH = "/api/1/signed"
-
-
-def _positive_int(req: falcon.Request, name: str) -> int | None:
-    raw = req.get_param(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"'{name}' must be a positive whole number, not '{raw}'")
-    return int(raw)
 
 
 class LinkResource(_Base):
@@ -56,8 +48,8 @@ class LinkResource(_Base):
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, profile_id: str, name: str
     ) -> None:
-        seconds = _positive_int(req, "expiresIn") or DEFAULT_SECONDS
-        size = _positive_int(req, SIZE)
+        seconds = positive_param(req, "expiresIn") or DEFAULT_SECONDS
+        size = positive_param(req, SIZE)
         _attachment, upload = self.served(req, profile_id, name)
         # A size the download would refuse (400) gets no link. The format is not signed: the
         # link's holder negotiates it, as the download route's client does.

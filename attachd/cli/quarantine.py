@@ -105,11 +105,49 @@ def quarantine_release(ctx: Context, upload_id: str, reason: str, by: str | None
 
 @quarantine.command("purge")
 @click.option("--older-than", "older_than", required=True, help="30d, 12h, 90m, 2w.")
+@click.option("--by", default=None, help="Who purges (default: the OS user); recorded.")
 @pass_ctx
-def quarantine_purge(ctx: Context, older_than: str) -> None:
+def quarantine_purge(ctx: Context, older_than: str, by: str | None) -> None:
     """Delete quarantined files found infected longer ago than that; records are kept."""
-    purged = _review(ctx).purge(parse_duration(older_than))
+    age = parse_duration(older_than)
+    purged = _review(ctx).purge(age, by or getpass.getuser(), f"older than {older_than.strip()}")
     click.echo(f"{purged} quarantined file(s) purged", err=True)
+
+
+@quarantine.command("audit")
+@click.option("--upload", "upload_id", default=None, help="Only this upload's entries.")
+@click.option("--tenant", default=None, help="Only this tenant's entries.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@click.option("--limit", default=1000, show_default=True)
+@pass_ctx
+def quarantine_audit(
+    ctx: Context, upload_id: str | None, tenant: str | None, as_json: bool, limit: int
+) -> None:
+    """Every release and purge, oldest first: who, when, why, and the verdict concerned."""
+    entries = ctx.records().quarantine_audit(upload_id, tenant, limit=limit)
+    rows = [
+        {
+            "at": _iso(e.at),
+            "action": str(e.action),
+            "by": e.actor,
+            "reason": e.reason,
+            "uploadId": e.upload_id,
+            "tenant": e.tenant,
+            "profileId": e.profile_id,
+            "fileName": e.file_name,
+            "signature": e.signature,
+            "signatureVersion": e.signature_version,
+        }
+        for e in entries
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['at']}  {r['action']:<8}  {r['by']}  {r['uploadId']}  {r['tenant']}  "
+            f"{r['signature']}  {r['reason']}"
+        )
 
 
 COMMANDS: tuple[click.Command, ...] = (quarantine,)

@@ -27,9 +27,10 @@ def webhook() -> None:
 
 
 def _store(ctx: Context) -> Webhooks:
+    from storage.secretbox import SecretBox
     from storage.webhooks import Webhooks
 
-    return Webhooks(ctx.records().engine)
+    return Webhooks(ctx.records().engine, SecretBox(ctx.settings.webhook_secret_key))
 
 
 def check_url(url: str, settings: Settings) -> None:
@@ -152,6 +153,15 @@ def webhook_rotate(ctx: Context, subscription_id: str, keep_hours: float, as_jso
     if secret is None:
         raise click.ClickException(f"no webhook {subscription_id}")
     click.echo(json.dumps({"id": subscription_id, "secret": secret}) if as_json else secret)
+
+
+@webhook.command("reseal")
+@pass_ctx
+def webhook_reseal(ctx: Context) -> None:
+    """Re-encrypt every stored secret under the first key of ATTACHD_WEBHOOK_SECRET_KEY: after
+    putting a new key first, and before removing the old one (docs/OPERATIONS.md)."""
+    count = _store(ctx).reseal_secrets()
+    click.echo(f"{count} subscription(s) resealed under the first key", err=True)
 
 
 @webhook.command("deliveries")

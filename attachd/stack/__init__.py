@@ -25,6 +25,7 @@ from typing import IO
 import requests
 
 from attachd.launch import parent_death_hook
+from attachd.stack import proxy
 from core.errors import ServiceUnavailable
 from core.settings import Settings
 from storage.telemetry import Telemetry
@@ -33,6 +34,12 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROCFILE = REPO / "deploy" / "Procfile"
 COMPONENTS = ("api", "worker", "beat", "flower")
+
+
+def components_of(settings: Settings) -> tuple[str, ...]:
+    """What `make run` starts: with ATTACHD_API_PROXY, nginx in front of the API too."""
+    return ("api", "proxy", *COMPONENTS[1:]) if settings.api_proxy else COMPONENTS
+
 
 Probe = Callable[["subprocess.Popen[bytes]"], bool]
 
@@ -124,8 +131,13 @@ def procfile() -> dict[str, str]:
 def standard(settings: Settings, name: str) -> Component:
     """A component as deploy/Procfile runs it (which docker-compose.yml keeps in step with), run
     by the shell as honcho would so its `${VAR:-default}` work; `exec` keeps the pid the same."""
+    public = f"http://{settings.api_host}:{settings.api_port}"
+    if name == "proxy":
+        # Ready once the API answers through it.
+        return Component(name, proxy.argv(settings), api_ready(public))
+    backend = f"http://127.0.0.1:{settings.api_backend_port}" if settings.api_proxy else public
     ready = {
-        "api": api_ready(f"http://{settings.api_host}:{settings.api_port}"),
+        "api": api_ready(backend),
         "worker": workers_ready(settings.redis_url, len(settings.pools())),
         "beat": running,
         "flower": flower_ready(settings),
@@ -277,7 +289,7 @@ class Stack:
     def __init__(
         self,
         env: Mapping[str, str],
-        components: Sequence[str | Component] = COMPONENTS,
+        components: Sequence[str | Component] | None = None,
         *,
         log_dir: Path | None = None,
         echo: IO[bytes] | None = None,
@@ -288,7 +300,8 @@ class Stack:
         self.env = {**env, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}:{env.get('PATH', '')}"}
         self.settings = Settings.from_env(self.env)
         self.components = [
-            c if isinstance(c, Component) else standard(self.settings, c) for c in components
+            c if isinstance(c, Component) else standard(self.settings, c)
+            for c in (components if components is not None else components_of(self.settings))
         ]
         self.log_dir = log_dir
         self.echo = None if log_dir else Echo(echo or sys.stdout.buffer)
@@ -325,6 +338,8 @@ class Stack:
 
     def stop(self) -> None:
         stop(list(self.procs.values()), self.stop_timeout)
+        if "proxy" in self.procs:
+            proxy.remove_temp(self.settings)
         self.procs.clear()
         if self.echo is not None:
             self.echo.join()

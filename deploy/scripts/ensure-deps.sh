@@ -2,10 +2,11 @@
 # Make sure everything deploy/scripts/services.sh needs is installed. Idempotent and fast
 # (no apt-get call at all when everything is present).
 #
-#   Debian packages: redis-server (+ redis-tools), clamav-daemon, clamav, postgresql, libmagic1, curl
-#                    (`redis-server --sentinel` is make scale-test's Sentinel: no redis-sentinel)
-#                    and, with ATTACHD_TEST_DEPS=1 (make test), chromium; with ATTACHD_TEST_DEPS=1 or
-#                    ATTACHD_SCALE_DEPS=1 (make scale-test), nginx and iproute2 (the multi-host test)
+#   Debian packages: redis-server (+ redis-tools), clamav-daemon, clamav, postgresql, libmagic1, curl,
+#                    nginx (in front of the API in make run; `redis-server --sentinel` is make
+#                    scale-test's Sentinel: no redis-sentinel) and, with ATTACHD_TEST_DEPS=1 (make test),
+#                    chromium; with ATTACHD_TEST_DEPS=1 or ATTACHD_SCALE_DEPS=1 (make scale-test),
+#                    iproute2 (the multi-host test)
 #   MinIO server:    via deploy/scripts/minio-bin.sh (MINIO_BIN, PATH, cache, or a `go install` build)
 #
 # Set ATTACHD_SKIP_MINIO=1 to skip the MinIO step (when using an external S3 endpoint).
@@ -44,15 +45,17 @@ have curl || missing+=(curl)
 libmagic_present || missing+=(LIBMAGIC)
 have flock || missing+=(util-linux)
 { have pgrep; } || missing+=(procps)
+# make run / make up put nginx in front of the API (ATTACHD_API_PROXY); the multi-host test
+# balances its API replicas with it too.
+have nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 # Only the tests need a browser (the dashboard renders in headless Chromium): `make test` sets
 # ATTACHD_TEST_DEPS=1, `make run` does not.
 if [[ ${ATTACHD_TEST_DEPS:-0} == 1 ]]; then have chromium || missing+=(chromium); fi
 # The multi-host topology test (deploy/scale/, make scale-test and its short run in make test)
-# balances the API replicas with Debian's nginx and builds its hosts with iproute2.
+# builds its hosts with iproute2.
 scale_deps=0
 [[ ${ATTACHD_TEST_DEPS:-0} == 1 || ${ATTACHD_SCALE_DEPS:-0} == 1 ]] && scale_deps=1
 if ((scale_deps)); then
-    have nginx || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
     have ip || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 fi
 
@@ -100,7 +103,7 @@ if ((${#missing[@]})); then
     have curl || die "curl still missing after apt-get"
     libmagic_present || die "libmagic.so.1 still missing after apt-get"
     [[ ${ATTACHD_TEST_DEPS:-0} != 1 ]] || have chromium || die "chromium still missing after apt-get"
-    ((scale_deps == 0)) || [[ -x /usr/sbin/nginx ]] || die "nginx still missing after apt-get"
+    have nginx || [[ -x /usr/sbin/nginx ]] || die "nginx still missing after apt-get"
 fi
 
 if [[ ${ATTACHD_SKIP_MINIO:-0} != 1 ]]; then

@@ -22,6 +22,9 @@ FLOWER="http://127.0.0.1:${ATTACHD_FLOWER_PORT:-5555}"
 # MinIO and clamd ports for the app, derived from the ports the services script starts them on.
 export ATTACHD_S3_ENDPOINT=${ATTACHD_S3_ENDPOINT:-127.0.0.1:${ATTACHD_MINIO_PORT:-9000}}
 export ATTACHD_REDIS_URL=${ATTACHD_REDIS_URL:-redis://127.0.0.1:${ATTACHD_REDIS_PORT:-6379}/0}
+# nginx in front of gunicorn on the public port (attachd/stack/proxy.py): gunicorn facing clients
+# is frozen by a few dozen that never finish their request line. gunicorn listens on loopback.
+export ATTACHD_API_PROXY=${ATTACHD_API_PROXY:-true}
 # The demo page (/demo) is for this local stack only; production never sets it.
 export ATTACHD_DEMO=${ATTACHD_DEMO:-true}
 # A local stack runs on the development MinIO key its own services script made: allowed here,
@@ -66,9 +69,27 @@ url_secret() {
     export ATTACHD_URL_SECRET
 }
 
+# The key that encrypts webhook secrets at rest (ATTACHD_WEBHOOK_SECRET_KEY, a Fernet key): from
+# the environment when set, else made once per var dir in var/webhook-key (mode 600).
+webhook_key() {
+    local file="$VAR_DIR/webhook-key"
+    if [[ -z ${ATTACHD_WEBHOOK_SECRET_KEY:-} ]]; then
+        if [[ ! -s $file ]]; then
+            mkdir -p "$VAR_DIR"
+            (umask 077 && python3 -c 'import base64, secrets
+print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())' >"$file")
+        fi
+        ATTACHD_WEBHOOK_SECRET_KEY=$(cat "$file")
+        export ATTACHD_WEBHOOK_SECRET_KEY_FILE=$file
+    fi
+    export ATTACHD_WEBHOOK_SECRET_KEY
+}
+
 setup() {
     # make run needs no PostgreSQL: the embedded SQLite store is the default.
     "$SCRIPT_DIR/services.sh" start redis minio clamd
+    # Before the migrations: 0009 encrypts the webhook secrets already stored.
+    webhook_key
     attachd migrate
     attachd init-storage
     attachd demo

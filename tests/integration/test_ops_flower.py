@@ -54,6 +54,20 @@ def test_flower_answers_only_with_the_configured_credentials(
         assert resp.status_code == 401
         assert requests.get(base + "/workers", auth=("fl", "wrong"), timeout=5).status_code == 401
         assert requests.get(base + "/workers", auth=("fl", "fl-secret"), timeout=5).ok
+        # Issue 23: a page of another site cannot drive Flower's POST API with the credentials
+        # a browser caches for basic auth (Flower 2.2 checks Fetch metadata and Origin; older
+        # Flowers had no CSRF check at all, hence flower>=2.2 in pyproject.toml).
+        target = base + "/api/worker/shutdown/nobody@nowhere"
+        for headers in (
+            {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "https://evil.example"},
+            {"Sec-Fetch-Site": "same-site"},  # another port of this host: the API's pages
+        ):
+            forged = requests.post(target, auth=("fl", "fl-secret"), headers=headers, timeout=5)
+            assert forged.status_code == 403, (headers, forged.status_code)
+        own = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+        mine = requests.post(target, auth=("fl", "fl-secret"), headers=own, timeout=10)
+        assert mine.status_code == 404, mine.text  # through the check: no such worker
         # The running process's own argv, as `ps` shows it to every user of the machine: it is
         # Flower's (attachd flower execs it) and holds no password.
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")

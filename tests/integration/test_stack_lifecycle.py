@@ -44,12 +44,14 @@ def free_ports(n: int) -> list[int]:
 
 
 def stack_env(var_dir: Path) -> tuple[dict[str, str], list[int]]:
-    ports = free_ports(6)
-    api, flower, redis, minio, console, clamd = ports
+    ports = free_ports(7)
+    api, backend, flower, redis, minio, console, clamd = ports
     env = {k: v for k, v in os.environ.items() if k in KEPT}
     env.update(
         ATTACHD_VAR_DIR=str(var_dir),
         ATTACHD_API_PORT=str(api),
+        # gunicorn's, behind the nginx that make run puts on ATTACHD_API_PORT
+        ATTACHD_API_BACKEND_PORT=str(backend),
         ATTACHD_FLOWER_PORT=str(flower),
         ATTACHD_REDIS_PORT=str(redis),
         ATTACHD_MINIO_PORT=str(minio),

@@ -6,11 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
+from sqlalchemy import select
 
+from core.errors import ConfigError
 from core.webhooks import EventType
+from storage.engine import make_engine
+from storage.migrate import upgrade
+from storage.secretbox import SecretBox
+from storage.webhook_schema import webhook_subscriptions
 from storage.webhooks import Webhooks
 from tests.conftest import EICAR, REPO, png_bytes, png_with_chunk
 from tests.integration.api_support import Account, new_account, padded_png, upload
@@ -122,7 +131,17 @@ def test_each_event_arrives_once_signed_and_only_to_its_tenant(
 
 def test_add_refuses_receivers_the_guard_refuses(stack: Stack) -> None:
     env = {**stack.env, "ATTACHD_WEBHOOK_ALLOWED_NETWORKS": ""}
-    for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest", "ftp://example.com/"):
+    for url in (
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/",
+        # Issue 23: carrier-grade NAT (a cloud's metadata service), loopback inside 6to4 and
+        # NAT64, a private address inside Teredo.
+        "http://100.100.100.200/latest/meta-data",
+        "http://[2002:7f00:1::]/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x",
+    ):
         done = subprocess.run(
             [str(REPO / ".venv/bin/attachd"), "webhook", "add", "--url", url],
             env=env,
@@ -167,3 +186,60 @@ def test_a_quarantine_release_sends_upload_released_then_attached(
 
 
 _RELEASE_EVENTS = (EventType.RELEASED.value, "upload.attached")
+
+
+def _stored_secret(stack: Stack, sub_id: str) -> str:
+    with stack.records.engine.connect() as conn:
+        return str(
+            conn.execute(
+                select(webhook_subscriptions.c.secret).where(webhook_subscriptions.c.id == sub_id)
+            ).scalar_one()
+        )
+
+
+def test_secrets_are_stored_encrypted(stack: Stack) -> None:
+    """Issue 23: a database backup held every whsec_ key as it is, enough to forge events."""
+    receiver = Receiver()
+    sub_id, secret = subscribe(stack.env, receiver.url)
+    try:
+        stored = _stored_secret(stack, sub_id)
+        assert secret not in stored and not stored.startswith("whsec_")
+        key = stack.env["ATTACHD_WEBHOOK_SECRET_KEY"]
+        assert Fernet(key.encode()).decrypt(stored.encode()).decode() == secret
+        # Resealed (a rotation's second step): new ciphertext, the same secret.
+        cli(stack.env, "webhook", "reseal")
+        again = _stored_secret(stack, sub_id)
+        assert again != stored
+        assert Fernet(key.encode()).decrypt(again.encode()).decode() == secret
+        # Without the key, nothing is read or added.
+        env = {**stack.env, "ATTACHD_WEBHOOK_SECRET_KEY": ""}
+        done = subprocess.run(
+            [str(REPO / ".venv/bin/attachd"), "webhook", "add", "--url", receiver.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0 and "ATTACHD_WEBHOOK_SECRET_KEY" in done.stderr
+    finally:
+        cli(stack.env, "webhook", "remove", sub_id)
+
+
+def test_a_key_rotation_reseals_every_secret_under_the_new_key(tmp_path: Path) -> None:
+    """New key first, `reseal`, then the old key can go (docs/OPERATIONS.md)."""
+    url = f"sqlite:///{tmp_path / 'rotation.db'}"
+    upgrade(url)
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    engine = make_engine(url)
+    try:
+        sub = Webhooks(engine, SecretBox((old,))).add_subscription("https://x.example/", None, None)
+        rotated = Webhooks(engine, SecretBox((new, old)))
+        secret_before = rotated.subscriptions()[0].secret
+        assert rotated.rotate_secret(sub.id, timedelta(hours=1))  # a previous_secret too
+        assert rotated.reseal_secrets() == 1
+        [after] = Webhooks(engine, SecretBox((new,))).subscriptions()
+        assert after.previous_secret == secret_before == sub.secret
+        with pytest.raises(ConfigError, match="does not decrypt"):
+            Webhooks(engine, SecretBox((old,))).subscriptions()
+    finally:
+        engine.dispose()

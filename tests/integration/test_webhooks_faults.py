@@ -18,10 +18,11 @@ from core.settings import Settings
 from core.webhooks import DeliveryState
 from storage.engine import utcnow
 from storage.objects import staging_key
+from storage.secretbox import SecretBox
 from storage.webhooks import Delivery, Webhooks
 from tests.conftest import _free_port, png_bytes
 from tests.integration.pipeline_support import PrivateStack
-from tests.integration.webhook_support import Receiver, cli, verified
+from tests.integration.webhook_support import Receiver, Trickler, cli, verified
 from workers.webhooks import Courier, Policy, sender
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,8 @@ def private(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
         webhook_retry_base_seconds=0.5,
         webhook_retry_max_seconds=2.0,
         webhook_timeout=3.0,
+        # The pool here has two processes: a slow receiver may hold one of them.
+        webhook_receiver_concurrency=1,
         ops_password=OPS_PASSWORD,
     )
     stack.start_clamd()
@@ -50,7 +53,7 @@ def private(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def hooks(private: PrivateStack) -> Webhooks:
-    return Webhooks(private.records.engine)
+    return Webhooks(private.records.engine, SecretBox(private.settings.webhook_secret_key))
 
 
 def _deliveries(hooks: Webhooks, sub_id: str) -> list[Delivery]:
@@ -99,6 +102,41 @@ def test_a_receiver_answering_500_gets_the_same_webhook_id_again(
     finally:
         receiver.stop()
         hooks.remove_subscription(sub.id)
+
+
+def test_a_trickling_receiver_is_cut_at_the_deadline_and_starves_no_one(
+    private: PrivateStack, hooks: Webhooks
+) -> None:
+    """Issue 23: a receiver that sends its answer a byte every half second (each read quick)
+    held an attempt until Celery's time limit, unrecorded, and two of them held the whole pool."""
+    trickler = Trickler(pause=0.5).start()
+    healthy = Receiver().start()
+    slow = hooks.add_subscription(trickler.url, None, ["upload.attached"])
+    fast = hooks.add_subscription(healthy.url, None, ["upload.attached"])
+    try:
+        started = time.monotonic()
+        _attached(private, private.profile(), 3)
+        # The healthy receiver is served while the trickler holds its one process.
+        healthy.wait_for(lambda got: len({r.id for r in got}) == 3, timeout=20)
+        # Every attempt at the trickler ends at the 3 s deadline, on the record.
+        rows = _wait_deliveries(
+            hooks,
+            slow.id,
+            lambda rows: len(rows) == 3 and all(d.attempts >= 1 for d in rows),
+            timeout=40,
+            what="each attempted once",
+        )
+        assert all(d.state == "pending" and "within 3 s" in (d.last_error or "") for d in rows), (
+            rows
+        )
+        assert trickler.most_held == 1  # ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY
+        # Three attempts one after another, 3 s each, and the waits between: not 26 s each.
+        assert time.monotonic() - started < 40
+    finally:
+        trickler.stop()
+        healthy.stop()
+        hooks.remove_subscription(slow.id)
+        hooks.remove_subscription(fast.id)
 
 
 def test_a_receiver_down_for_a_while_gets_everything_afterwards(

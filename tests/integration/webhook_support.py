@@ -3,7 +3,10 @@ request and answers what the test tells it to, and that can go down and come bac
 
 from __future__ import annotations
 
+import itertools
 import json
+import select
+import socket
 import subprocess
 import threading
 import time
@@ -135,3 +138,70 @@ def wait_settled(store: Webhooks, sub_id: str, count: int, timeout: float = 30) 
         if time.monotonic() > deadline:
             raise AssertionError(f"not {count} deliveries delivered after {timeout}s: {rows}")
         time.sleep(0.05)
+
+
+class Trickler:
+    """A receiver that reads the request, then sends its status line one byte every `pause`
+    seconds and never finishes: every read is quick, the answer never complete. Counts the
+    connections it holds at once."""
+
+    def __init__(self, pause: float = 0.5) -> None:
+        self.pause = pause
+        self.port = _free_port()
+        self.accepted = 0
+        self.holding = 0
+        self.most_held = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._sock.settimeout(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> Trickler:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.accepted += 1
+            self.holding += 1
+            self.most_held = max(self.most_held, self.holding)
+        try:
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                    # The rest of the request (its body) may still come; nothing more means the
+                    # sender closed: noticed at once, so `holding` is exact.
+                    if select.select([conn], [], [], self.pause)[0] and not conn.recv(65536):
+                        return
+                    if self._stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+        except OSError:
+            return  # the sender gave up: what the test waits for
+        finally:
+            with self._lock:
+                self.holding -= 1

@@ -148,7 +148,13 @@ def test_the_command_beside_a_stack_takes_its_settings_from_the_file(tmp_path: P
     url = "http://127.0.0.1:9999/hook"
     refused = _attachd("webhook", "add", "--url", url, env=env)
     assert refused.returncode == 2 and "Invalid value for --url" in refused.stderr
-    _installed(tmp_path, f"ATTACHD_WEBHOOK_ALLOWED_NETWORKS='{LOOPBACK}'\n")
+    # What stack.sh records: the networks it allows, and the webhook key it keeps in var/.
+    key = tmp_path / "webhook-key"
+    key.write_text("dGVzdC1vbmx5LXdlYmhvb2sta2V5LTAxMjM0NTY3ODk=\n")
+    _installed(
+        tmp_path,
+        f"ATTACHD_WEBHOOK_ALLOWED_NETWORKS='{LOOPBACK}'\nATTACHD_WEBHOOK_SECRET_KEY_FILE={key}\n",
+    )
     added = _attachd("webhook", "add", "--url", url, "--json", env=env)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["secret"].startswith("whsec_")

@@ -68,6 +68,11 @@ def test_secrets_are_masked() -> None:
     assert shown["ATTACHD_DATABASE_URL"] == "postgresql+psycopg://attachd:********@db:5432/attachd"
     assert shown["ATTACHD_OPS_PASSWORD"] == "********"
     assert shown["ATTACHD_S3_ENDPOINT"] == "127.0.0.1:9000"
+    # Issue 23: the key that decrypts every webhook secret.
+    key = "dGVzdC1vbmx5LXdlYmhvb2sta2V5LTAxMjM0NTY3ODk="
+    with_key = effective(Settings.from_env({**REAL, "ATTACHD_WEBHOOK_SECRET_KEY": key}))
+    assert with_key["ATTACHD_WEBHOOK_SECRET_KEY"] == "********"
+    assert key not in "\n".join(with_key.values())
 
 
 def _check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

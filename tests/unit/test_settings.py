@@ -49,3 +49,23 @@ def test_values_are_parsed() -> None:
 def test_bad_values_stop_startup_naming_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match=var):
         Settings.from_env({var: value})
+
+
+def test_issue_23_settings_are_checked_at_start() -> None:
+    with pytest.raises(ConfigError, match="ATTACHD_WEBHOOK_SECRET_KEY"):
+        Settings.from_env({"ATTACHD_WEBHOOK_SECRET_KEY": "not-a-fernet-key"})
+    key = "dGVzdC1vbmx5LXdlYmhvb2sta2V5LTAxMjM0NTY3ODk="
+    assert Settings.from_env(
+        {"ATTACHD_WEBHOOK_SECRET_KEY": f"{key}, {key}"}
+    ).webhook_secret_key == (
+        key,
+        key,
+    )
+    with pytest.raises(ConfigError, match="ATTACHD_API_BACKEND_PORT"):
+        Settings.from_env({"ATTACHD_API_PROXY": "1", "ATTACHD_API_BACKEND_PORT": "8080"})
+    with pytest.raises(ConfigError, match="ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY"):
+        Settings.from_env({"ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY": "0"})
+    assert Settings.from_env({"ATTACHD_DEMO_HOSTS": "demo.local, x"}).demo_hosts == (
+        "demo.local",
+        "x",
+    )

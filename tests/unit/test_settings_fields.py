@@ -26,6 +26,11 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "image_renditions": ("512, 64,64", (64, 512)),
     "image_rendition_formats": ("webp", ("webp",)),
     "heif_serve": ("original", "original"),
+    "demo_hosts": ("demo.local, x", ("demo.local", "x")),
+    "webhook_secret_key": (
+        "dGVzdC1vbmx5LXdlYmhvb2sta2V5LTAxMjM0NTY3ODk=",
+        ("dGVzdC1vbmx5LXdlYmhvb2sta2V5LTAxMjM0NTY3ODk=",),
+    ),
     "tus_cors_origins": (
         "https://a.example, https://b.example",
         ("https://a.example", "https://b.example"),

@@ -84,10 +84,39 @@ def test_retry_schedule_first_within_base_doubling_capped() -> None:
         "::ffff:127.0.0.1",
         "fc00::1",
         "224.0.0.1",
+        # Issue 23: shared address space (100.100.100.200 is a cloud's metadata service)
+        "100.64.0.1",
+        "100.100.100.200",
+        # IPv4 inside IPv6: 6to4, NAT64, Teredo (client 10.0.0.1 is the inverted last 32 bits)
+        "2002:7f00:1::",
+        "2002:a00:1::1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::6464:64c8",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+        # local-use NAT64, IPv4-compatible, site-local, documentation, benchmarking, class E
+        "64:ff9b:1::a00:1",
+        "::7f00:1",
+        "fec0::1",
+        "2001:db8::1",
+        "192.0.2.1",
+        "198.18.0.1",
+        "240.0.0.1",
+        "ff0e::1",
     ],
 )
 def test_guard_refuses_internal_addresses(address: str) -> None:
     assert forbidden_address(address) is not None
+
+
+def test_guard_names_what_a_wrapped_address_carries() -> None:
+    assert (
+        forbidden_address("2002:7f00:1::") == "a 6to4 loopback address (127.0.0.1 in 2002:7f00:1::)"
+    )
+    assert "carrier-grade NAT" in (forbidden_address("100.100.100.200") or "")
+    # A wrapped global address is as good as the address itself; so is one an operator allowed.
+    assert forbidden_address("2002:5db8:d822::1") is None
+    assert forbidden_address("64:ff9b::5db8:d822") is None
+    assert forbidden_address("64:ff9b::7f00:1", ["127.0.0.0/8"]) is None
 
 
 def test_guard_lets_public_and_allowed_networks_through() -> None:
