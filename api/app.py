@@ -76,6 +76,7 @@ def build_services(settings: Settings) -> Services:
     dispatcher = Dispatcher(
         lambda message: publish(celery, message),
         PendingDispatches(records.engine, records.reader),
+        record=ops.telemetry.record_outage,
     )
 
     def enqueue(upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.clamd import ClamdClient, EngineVersion
@@ -83,6 +83,7 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
     workers = attempt("redis", sources.telemetry.workers) or []
     counters = attempt("redis", sources.telemetry.counters) or {}
     master = attempt("redis", sources.telemetry.master)
+    outage = attempt("redis", sources.telemetry.last_outage)
     version = attempt("clamd", sources.clamd.version)
     signatures = EngineVersion.parse(version) if version else None
 
@@ -109,6 +110,14 @@ def snapshot(sources: OpsSources, window_minutes: int = 15) -> dict[str, Any]:
         "broker": None
         if master is None
         else {"master": master.address, "failover": "sentinel" if master.sentinel else "none"},
+        # The last broker outage, by the hand-offs it held back (storage/handoffs.py).
+        "last_outage": None
+        if outage is None
+        else {
+            "ended": datetime.fromtimestamp(outage.ended, UTC).isoformat(timespec="seconds"),
+            "stalled_seconds": round(outage.stalled_seconds, 1),
+            "handoffs": outage.handoffs,
+        },
         "queues": [
             {
                 "name": q.name,

@@ -18,17 +18,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select
 
 from core.errors import ServiceUnavailable
 from core.tasks import Dispatch, Lane, Publish, TaskName
-from storage.engine import EngineBound, utcnow
+from storage.engine import EngineBound, as_utc, utcnow
 from storage.schema import pending_dispatches
 
 log = logging.getLogger(__name__)
 
 _pd = pending_dispatches
+
+# (the oldest kept hand-off's time, when the last was sent, how many): one outage, over.
+Record = Callable[[datetime, datetime, int], None]
 
 
 class PendingDispatches(EngineBound):
@@ -45,11 +49,19 @@ class PendingDispatches(EngineBound):
                 )
             )
 
-    def oldest(self, limit: int = 500) -> list[tuple[int, Dispatch]]:
+    def oldest(self, limit: int = 500) -> list[tuple[int, Dispatch, datetime]]:
+        """(row id, the hand-off, when it was kept), oldest first."""
         with self.reading() as conn:
             rows = conn.execute(select(_pd).order_by(_pd.c.id).limit(limit)).all()
         # Not counted in a tenant's share: its count was given back when the first try failed.
-        return [(r.id, Dispatch(TaskName(r.task), r.target, Lane(r.lane))) for r in rows]
+        return [
+            (
+                r.id,
+                Dispatch(TaskName(r.task), r.target, Lane(r.lane)),
+                as_utc(r.created_at) or utcnow(),
+            )
+            for r in rows
+        ]
 
     def remove(self, ids: list[int]) -> None:
         if ids:
@@ -68,9 +80,12 @@ class Dispatcher:
         pending: PendingDispatches,
         interval: float = 0.5,
         wait: Callable[[float], bool] | None = None,
+        record: Record | None = None,
     ) -> None:
         self._publish = publish
         self.pending = pending
+        # Told of each outage once its hand-offs are all sent (the dashboard shows the last).
+        self._record = record
         self.interval = interval
         # How the watcher waits between tries (an Event's wait: tests and shutdown end it).
         self._stop = threading.Event()
@@ -120,15 +135,19 @@ class Dispatcher:
         Returns how many were sent. Raises ServiceUnavailable when the store or the broker is
         still unreachable."""
         sent = 0
+        since: datetime | None = None
         while True:
             batch = self.pending.oldest()
             if not batch:
+                if sent and since is not None and self._record is not None:
+                    self._record(since, utcnow(), sent)
                 return sent
             done: list[int] = []
             try:
-                for row_id, dispatch in batch:
+                for row_id, dispatch, kept_at in batch:
                     self._publish(dispatch)
                     done.append(row_id)
+                    since = kept_at if since is None else min(since, kept_at)
             finally:
                 self.pending.remove(done)
                 sent += len(done)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from redis import Redis
@@ -48,6 +49,21 @@ class BrokerMaster:
     sentinel: bool
 
 
+@dataclass(frozen=True)
+class Outage:
+    """The last time the broker could not be reached, as its kept hand-offs tell it
+    (storage/handoffs.py): from the first kept to the last sent again."""
+
+    started: float  # Unix time
+    ended: float
+    handoffs: int
+
+    @property
+    def stalled_seconds(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+
+OUTAGE_KEY = _KEY + "last_outage"
 PRESENCE_KEY = _KEY + "workers"
 # A worker is online while its heartbeat is younger than this; it beats every PRESENCE_INTERVAL.
 PRESENCE_INTERVAL = 5.0
@@ -182,6 +198,31 @@ class Telemetry:
         """The Redis that is master now (after a failover, the promoted replica)."""
         address, sentinel = self.call(lambda: redisconn.master_of(self.redis))
         return BrokerMaster(address, sentinel)
+
+    def record_outage(self, started: datetime, ended: datetime, handoffs: int) -> None:
+        """Best effort, like every count: Redis has just answered the drain that calls this."""
+        values = (("started", started.timestamp()), ("ended", ended.timestamp()))
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for name, value in values:
+                    pipe.hset(OUTAGE_KEY, name, value)
+                pipe.hset(OUTAGE_KEY, "handoffs", handoffs)
+                pipe.execute()
+
+        try:
+            self.call(write)
+        except ServiceUnavailable as exc:
+            log.warning("outage not recorded: %s", exc)
+
+    def last_outage(self) -> Outage | None:
+        raw: dict[bytes, bytes] = self.call(lambda: self.redis.hgetall(OUTAGE_KEY))
+        try:
+            return Outage(
+                float(raw[b"started"]), float(raw[b"ended"]), int(float(raw[b"handoffs"]))
+            )
+        except (KeyError, ValueError):
+            return None
 
     # --- counters and the latency histogram ---------------------------------------------------
 

@@ -61,9 +61,12 @@ class Works:
 def build_works(settings: Settings, app: Celery) -> Works:
     pipeline = build_pipeline(settings, app)
     records = pipeline.records
+    counter = pipeline.observe
+    assert isinstance(counter, TransitionCounter)
     dispatcher = Dispatcher(
         lambda message: broker.publish(app, message),
         PendingDispatches(records.engine, records.reader),
+        record=counter.telemetry.record_outage,
     )
 
     def dispatch(message: Dispatch) -> None:
@@ -71,8 +74,6 @@ def build_works(settings: Settings, app: Celery) -> Works:
         with contextlib.suppress(ServiceUnavailable):
             dispatcher.send(message)
 
-    counter = pipeline.observe
-    assert isinstance(counter, TransitionCounter)
     fair = FairShare(counter.telemetry, settings.fair_interactive, settings.fair_busy)
     return Works(
         pipeline,

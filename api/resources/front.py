@@ -52,6 +52,7 @@ class FrontResource:
             },
             "signatures": None,
             "broker": None,
+            "last_outage": None,
             "workers": None,
             "down": {},
         }
@@ -72,6 +73,12 @@ class FrontResource:
         if master is not None:
             # An address, never the URL (it may hold the password).
             facts["broker"] = {"master": master.address, "sentinel": master.sentinel}
+        outage = attempt("redis", self.sources.telemetry.last_outage)
+        if outage is not None:
+            facts["last_outage"] = {
+                "stalled_seconds": round(outage.stalled_seconds, 1),
+                "handoffs": outage.handoffs,
+            }
         workers = attempt("redis", self.sources.telemetry.workers)
         if workers is not None:
             facts["workers"] = len(workers)

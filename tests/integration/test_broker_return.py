@@ -16,6 +16,7 @@ import requests
 
 from core.settings import Settings
 from storage.handoffs import PendingDispatches
+from storage.telemetry import Telemetry
 from tests.conftest import png_bytes
 from tests.integration.pipeline_support import PrivateStack
 from tests.integration.test_faults_services import Tenant
@@ -70,3 +71,9 @@ def test_uploads_made_while_redis_is_away_are_attached_soon_after_it_returns(
     took = time.monotonic() - back
     assert len(attached) == UPLOADS, f"{len(attached)} of {UPLOADS} attached after {took:.1f}s"
     assert pending.count() == 0
+    # What the operator is shown: how long the last outage held uploads back, and how many.
+    outage = Telemetry.from_url(stack.settings.redis_url).last_outage()
+    assert outage is not None and outage.handoffs == UPLOADS
+    assert 0 < outage.stalled_seconds < took + 60
+    front = requests.get(stack.base_url + "/", timeout=10)
+    assert f"{UPLOADS} hand-offs kept, sent on its return" in front.text

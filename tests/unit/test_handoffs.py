@@ -5,6 +5,7 @@ was not sent."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,18 @@ def test_a_drain_cut_short_keeps_what_it_did_not_send(pending: PendingDispatches
     with pytest.raises(ServiceUnavailable):
         dispatcher.drain()
     assert [m.target for m in broker.received] == ["u0"]
-    assert [d.target for _, d in pending.oldest()] == ["u1", "u2"]  # in order, for next time
+    assert [d.target for _, d, _ in pending.oldest()] == ["u1", "u2"]  # in order, for next time
     broker.fail_after = None
     assert dispatcher.drain() == 2 and pending.count() == 0
+
+
+def test_the_outage_is_recorded_once_everything_kept_is_sent(pending: PendingDispatches) -> None:
+    outages: list[tuple[datetime, datetime, int]] = []
+    broker = Broker()
+    dispatcher = Dispatcher(broker.publish, pending, record=lambda *o: outages.append(o))
+    assert dispatcher.drain() == 0 and outages == []  # nothing kept: no outage
+    pending.add(Dispatch(TaskName.SCAN, "a"))
+    pending.add(Dispatch(TaskName.SCAN, "b"))
+    assert dispatcher.drain() == 2
+    [(started, ended, handoffs)] = outages
+    assert handoffs == 2 and started <= ended
