@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
-import random
 import socket
 import threading
 import time
@@ -45,8 +44,6 @@ SWEEP_LEASE = timedelta(seconds=120)
 USER_AGENT = "attachd-webhooks/1"
 # Seconds (±50 %) a delivery waits while its receiver has ATTACHD_WEBHOOK_RECEIVER_CONCURRENCY
 # attempts in flight, per turn of the receiver's queue, and at most (the reconciler's period).
-BUSY_WAIT = 3.0
-BUSY_WAIT_MAX = 60.0
 _ERROR_BODY = 512
 
 
@@ -209,17 +206,12 @@ class Courier:
         receiver = (job.subscription.id, self.policy.per_receiver)
         if not self.store.claim(delivery_id, attempts, hold, receiver):
             # Its receiver holds its share of the pool, or others are ahead of it in that
-            # receiver's line: later, and not an attempt. The longer the line, the longer the
-            # wait (up to BUSY_WAIT_MAX): each attempt that ends sends the head of the line at
-            # once (_pass_on), so the wait is only the fallback.
-            _running, waiting = self.store.receiver_load(job.subscription.id)
-            turns = max(1.0, waiting / self.policy.per_receiver)
-            wait = min(BUSY_WAIT * turns, BUSY_WAIT_MAX) * (0.5 + random.random())
-            until = now + timedelta(seconds=wait + self.policy.timeout * 2 + 30)
-            if self.store.defer(delivery_id, attempts, until):
-                self._send(delivery_id, wait)
-                return "receiver busy"
-            return "held by another task"
+            # receiver's line: it waits its turn, unsent and without using an attempt. Each
+            # attempt that ends sends the head of the line at once (_pass_on); a message lost
+            # meanwhile is the reconciler's sweep's. Sending every waiting delivery again later
+            # cost thousands of refused claims a minute under one busy receiver, in the very
+            # pool that had to deliver (the soak: 124 of 9,588 delivered in eight minutes).
+            return "waiting in line"
         try:
             answer = post(
                 job.subscription.url,
@@ -242,9 +234,9 @@ class Courier:
             self._pass_on(job.subscription.id)
 
     def _pass_on(self, subscription_id: str) -> None:
-        """The place this attempt held goes to the receiver's head of line, now."""
-        head = self.store.head_of_line(subscription_id)
-        if head is not None:
+        """The places free at the receiver go to its head of line, now: as many deliveries as
+        it has room for (two attempts that end at once must not both send the same head)."""
+        for head in self.store.heads_of_line(subscription_id, self.policy.per_receiver):
             self._send(head, 0.0)
 
     def headers(self, job: Job, now: datetime) -> dict[str, str]:
