@@ -31,9 +31,9 @@ from core.pictures.pixels import Bounds
 from core.settings import Settings
 from core.tasks import Dispatch, Lane, TaskName
 from storage import redisconn
-from storage.broker import make_celery, publish
+from storage.broker import make_celery
 from storage.fairshare import FairShare
-from storage.handoffs import Dispatcher, PendingDispatches
+from storage.handoffs import dispatcher_for
 from storage.locks import LocalLeases, RedisLeases
 from storage.objects import ObjectStore
 from storage.records import RecordStore
@@ -73,11 +73,7 @@ def build_services(settings: Settings) -> Services:
     fair = FairShare(ops.telemetry, settings.fair_interactive, settings.fair_busy)
 
     # What the broker cannot take is kept and sent the moment it answers (storage/handoffs.py).
-    dispatcher = Dispatcher(
-        lambda message: publish(celery, message),
-        PendingDispatches(records.engine, records.reader),
-        record=ops.telemetry.record_outage,
-    )
+    dispatcher = dispatcher_for(celery, records.engine, record=ops.telemetry.record_outage)
 
     def enqueue(upload_id: str, tenant: str, /, *, bulk: bool = False) -> None:
         if bulk:

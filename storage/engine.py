@@ -69,6 +69,20 @@ def make_engine(url: str, *, reader: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+_readers: dict[str, Engine] = {}
+_readers_lock = threading.Lock()
+
+
+def reader_engine(url: str) -> Engine:
+    """The one reading engine per SQLite database in a process, whichever parts of the store
+    (records, webhooks, tus uploads, hand-offs) read it: one pool, not one per part."""
+    with _readers_lock:
+        engine = _readers.get(url)
+        if engine is None:
+            engine = _readers[url] = make_engine(url, reader=True)
+        return engine
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite:/// URL (None: not SQLite, or in memory)."""
     if not url.startswith("sqlite"):
@@ -151,11 +165,11 @@ class EngineBound:
     # them at once; without it (or when sending fails) the reconciler sends them.
     announce: Callable[[Sequence[str]], None] | None = None
 
-    def __init__(self, engine: Engine, reader: Engine | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         url = engine.url.render_as_string(hide_password=False)
         path = sqlite_path(url)
-        self.reader = reader or (make_engine(url, reader=True) if path else engine)
+        self.reader = reader_engine(url) if path else engine
         self._writers = WriterQueue.of(path) if path else None
 
     def _announce(self, delivery_ids: Sequence[str]) -> None:

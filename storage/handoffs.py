@@ -20,10 +20,12 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from celery import Celery
+from sqlalchemy import Engine, delete, func, insert, select
 
 from core.errors import ServiceUnavailable
 from core.tasks import Dispatch, Lane, Publish, TaskName
+from storage.broker import publish
 from storage.engine import EngineBound, as_utc, utcnow
 from storage.schema import pending_dispatches
 
@@ -160,3 +162,11 @@ class Dispatcher:
 
 def _d(dispatch: Dispatch) -> tuple[str, str]:
     return dispatch.task.short, dispatch.target
+
+
+def dispatcher_for(app: Celery, engine: Engine, record: Record | None = None) -> Dispatcher:
+    """The dispatcher of a process (API, worker, CLI): publishing through `app`, keeping what
+    the broker refuses in the record store on `engine`."""
+    return Dispatcher(
+        lambda message: publish(app, message), PendingDispatches(engine), record=record
+    )

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from core.domain import QuarantineAction, State
 from core.webhooks import EventType
 from storage import webhooks as outbox
 from storage.engine import EngineBound, as_utc, utcnow
 from storage.schema import attachments, profiles, quarantine_audit, uploads
-from storage.uploads import Upload, check_moves, upload_from_row
+from storage.uploads import Upload, check_moves, compare_and_set, upload_from_row
 
 
 @dataclass(frozen=True)
@@ -103,31 +103,27 @@ class Quarantine(EngineBound):
         check_moves((State.INFECTED,), State.VERIFYING)
         now = utcnow()
         with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(
-                    uploads.c.id == upload_id,
-                    uploads.c.state == State.INFECTED,
-                    uploads.c.quarantine_key.is_not(None),
-                )
-                .values(
-                    state=State.VERIFYING,
-                    staging_key=staging_key,
-                    quarantine_key=None,
-                    # The checks run again. The verdict that quarantined it stays readable in
-                    # `reason` and `signature`, beside the release; it is no refusal any more.
-                    reason_code=None,
-                    verified_at=None,
-                    finished_at=None,
-                    attempts=0,
-                    resend_after=None,
-                    released_by=by,
-                    released_at=now,
-                    release_reason=reason,
-                    updated_at=now,
-                )
-            ).rowcount
-            if changed == 1:
+            changed = compare_and_set(
+                conn,
+                upload_id,
+                State.INFECTED,
+                uploads.c.quarantine_key.is_not(None),
+                state=State.VERIFYING,
+                staging_key=staging_key,
+                quarantine_key=None,
+                # The checks run again. The verdict that quarantined it stays readable in
+                # `reason` and `signature`, beside the release; it is no refusal any more.
+                reason_code=None,
+                verified_at=None,
+                finished_at=None,
+                attempts=0,
+                resend_after=None,
+                released_by=by,
+                released_at=now,
+                release_reason=reason,
+                updated_at=now,
+            )
+            if changed:
                 # Before the fields above are overwritten by a later release: the trail keeps
                 # every one, with the verdict it overrode (the upload still holds it here).
                 _append(conn, upload_id, QuarantineAction.RELEASED, by, reason, now)
@@ -135,11 +131,11 @@ class Quarantine(EngineBound):
             # cannot release a file without telling the subscribers.
             events = (
                 outbox.upload_event(conn, upload_id, State.VERIFYING, now, event=EventType.RELEASED)
-                if changed == 1
+                if changed
                 else []
             )
         self._announce(events)
-        return changed == 1
+        return changed
 
     def purgeable(self, older_than: datetime, limit: int = 500) -> list[Upload]:
         """Quarantined uploads that were found infected before `older_than`."""
@@ -163,18 +159,18 @@ class Quarantine(EngineBound):
         says who purged it and why."""
         now = utcnow()
         with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(
-                    uploads.c.id == upload_id,
-                    uploads.c.state == State.INFECTED,
-                    uploads.c.quarantine_key == quarantine_key,
-                )
-                .values(quarantine_key=None, purged_at=now, updated_at=now)
-            ).rowcount
-            if changed == 1:
+            changed = compare_and_set(
+                conn,
+                upload_id,
+                State.INFECTED,
+                uploads.c.quarantine_key == quarantine_key,
+                quarantine_key=None,
+                purged_at=now,
+                updated_at=now,
+            )
+            if changed:
                 _append(conn, upload_id, QuarantineAction.PURGED, by, reason, now)
-        return changed == 1
+        return changed
 
     def quarantine_audit(
         self, upload_id: str | None = None, tenant: str | None = None, limit: int = 1000

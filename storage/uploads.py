@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.domain import ACTIVE, TERMINAL, TRANSITIONS, Reason, State
@@ -133,6 +133,25 @@ def check_moves(expected: Iterable[str], new_state: str) -> tuple[State, ...]:
     return before
 
 
+def compare_and_set(
+    conn: Connection,
+    upload_id: str,
+    expected: State | Iterable[State],
+    *conditions: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """The one compare-and-set of an upload row: write `values` only if it is in (one of)
+    `expected` and meets `conditions`, inside the caller's transaction. Whether this call wrote
+    it: a task delivered twice, or two workers at once, write it once."""
+    states = (expected,) if isinstance(expected, State) else tuple(expected)
+    written = conn.execute(
+        update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.state.in_(states), *conditions)
+        .values(**values)
+    ).rowcount
+    return bool(written == 1)
+
+
 class Uploads(EngineBound):
     # --- intake -------------------------------------------------------------------------------
 
@@ -217,12 +236,9 @@ class Uploads(EngineBound):
         if new_state in TERMINAL:
             extra.setdefault("finished_at", now)
         with self.transaction() as conn:
-            result = conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.state.in_(states))
-                .values(state=State(new_state), updated_at=now, **extra)
+            moved = compare_and_set(
+                conn, upload_id, states, state=State(new_state), updated_at=now, **extra
             )
-            moved = result.rowcount == 1
             events = outbox.upload_event(conn, upload_id, new_state, now) if moved else []
         self._announce(events)
         return moved
@@ -233,12 +249,9 @@ class Uploads(EngineBound):
         if "state" in values:
             raise IllegalTransition("update_upload() does not change the state; use transition()")
         with self.transaction() as conn:
-            result = conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.state == expected_state)
-                .values(updated_at=utcnow(), **values)
+            return compare_and_set(
+                conn, upload_id, State(expected_state), updated_at=utcnow(), **values
             )
-        return result.rowcount == 1
 
     def mark_resent(self, upload_id: str, attempts: int, next_after: datetime) -> None:
         """The reconciler re-sent it: count that, and say when it may re-send again."""

@@ -17,7 +17,7 @@ from core.domain import State
 from storage import webhooks as outbox
 from storage.engine import EngineBound, utcnow
 from storage.schema import attachments, uploads
-from storage.uploads import Upload, check_moves, upload_from_row
+from storage.uploads import Upload, check_moves, compare_and_set, upload_from_row
 
 NEWER_FIRST = "a newer upload of this name was attached first"
 
@@ -45,22 +45,17 @@ class Versions(EngineBound):
         check_moves((State.ATTACHED,), State.SUPERSEDED)
         now = utcnow()
         with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(
-                    uploads.c.id == upload_id,
-                    uploads.c.state == State.VERIFYING,
-                    uploads.c.verified_at.is_not(None),
-                )
-                .values(
-                    state=State.ATTACHED,
-                    object_key=object_key,
-                    staging_key=None,
-                    updated_at=now,
-                    finished_at=now,
-                )
-            ).rowcount
-            if changed != 1:
+            if not compare_and_set(
+                conn,
+                upload_id,
+                State.VERIFYING,
+                uploads.c.verified_at.is_not(None),
+                state=State.ATTACHED,
+                object_key=object_key,
+                staging_key=None,
+                updated_at=now,
+                finished_at=now,
+            ):
                 return None
             up = upload_from_row(
                 conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
@@ -97,19 +92,18 @@ class Versions(EngineBound):
         check_moves((State.ATTACHED,), State.INFECTED)
         now = utcnow()
         with self.transaction() as conn:
-            changed = conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.state == State.ATTACHED)
-                .values(
-                    state=State.INFECTED,
-                    object_key=None,
-                    updated_at=now,
-                    finished_at=now,
-                    **values,
-                )
-            ).rowcount
+            changed = compare_and_set(
+                conn,
+                upload_id,
+                State.ATTACHED,
+                state=State.INFECTED,
+                object_key=None,
+                updated_at=now,
+                finished_at=now,
+                **values,
+            )
             events: list[str] = []
-            if changed == 1:
+            if changed:
                 conn.execute(
                     update(attachments)
                     .where(attachments.c.current_upload_id == upload_id)
@@ -117,7 +111,7 @@ class Versions(EngineBound):
                 )
                 events = outbox.upload_event(conn, upload_id, State.INFECTED, now)
         self._announce(events)
-        return changed == 1
+        return changed
 
     def clear_current(self, attachment_id: str, upload_id: str) -> None:
         with self.transaction() as conn:
@@ -134,16 +128,15 @@ def _supersede(conn: Connection, upload_id: str, reason: str) -> None:
     """An attached version no longer current is history: `superseded`, no object key (no
     webhook event: it was attached, and nothing about the file changed)."""
     now = utcnow()
-    conn.execute(
-        update(uploads)
-        .where(uploads.c.id == upload_id, uploads.c.state == State.ATTACHED)
-        .values(
-            state=State.SUPERSEDED,
-            reason=reason,
-            object_key=None,
-            attempts=0,
-            resend_after=None,
-            updated_at=now,
-            finished_at=now,
-        )
+    compare_and_set(
+        conn,
+        upload_id,
+        State.ATTACHED,
+        state=State.SUPERSEDED,
+        reason=reason,
+        object_key=None,
+        attempts=0,
+        resend_after=None,
+        updated_at=now,
+        finished_at=now,
     )

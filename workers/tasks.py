@@ -24,7 +24,7 @@ from core.settings import Settings
 from core.tasks import PRIORITY_STEPS, Dispatch, Lane, Publish, TaskName
 from storage import broker
 from storage.fairshare import FairShare
-from storage.handoffs import Dispatcher, PendingDispatches
+from storage.handoffs import Dispatcher, dispatcher_for
 from storage.objects import ObjectStore
 from storage.records import RecordStore
 from storage.telemetry import Telemetry
@@ -63,11 +63,7 @@ def build_works(settings: Settings, app: Celery) -> Works:
     records = pipeline.records
     counter = pipeline.observe
     assert isinstance(counter, TransitionCounter)
-    dispatcher = Dispatcher(
-        lambda message: broker.publish(app, message),
-        PendingDispatches(records.engine, records.reader),
-        record=counter.telemetry.record_outage,
-    )
+    dispatcher = dispatcher_for(app, records.engine, record=counter.telemetry.record_outage)
 
     def dispatch(message: Dispatch) -> None:
         # A broker that cannot be reached: kept (and logged) by the dispatcher.

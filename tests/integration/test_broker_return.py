@@ -42,7 +42,7 @@ def test_uploads_made_while_redis_is_away_are_attached_soon_after_it_returns(
     stack: PrivateStack,
 ) -> None:
     tenant = Tenant(stack)
-    pending = PendingDispatches(stack.records.engine, stack.records.reader)
+    pending = PendingDispatches(stack.records.engine)
     stack.stop_service("redis")
 
     ids = []
